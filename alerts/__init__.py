@@ -1,0 +1,5 @@
+"""alerts (skeleton; see the issues that build it)."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,237 @@
+"""One logical API call from start to event: the wrapper's state while the call
+runs, what its result or exception says, and the event built from both.
+
+Everything here runs on the caller's thread and must never raise into it: the
+public methods catch their own errors and log them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from models.events import UsageEvent, classify_error
+from models.ids import uuid7
+
+from .tagging import COLUMN_TAGS, current_tags
+from .targets import Target
+from .usage import Usage, read_result, read_usage
+
+__all__ = ["Call", "ClientInfo"]
+
+log = logging.getLogger("spendwatch.collector")
+UTC = dt.UTC
+
+_FAILED_CODE_KIND = {"rate_limit_exceeded": "rate_limit", "server_error": "server"}
+
+
+def _clip(value: object, limit: int) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return value if len(value) <= limit else value[:limit]
+
+
+@dataclass
+class ClientInfo:
+    """What the collector knows about one instrumented client."""
+
+    provider: str
+    defaults: dict[str, str]
+    is_async: bool
+    counts_attempts: bool
+    sink_put: object = field(repr=False, default=None)  # EventSink.put
+    environment: str | None = None
+
+
+class Call:
+    """A logical call: one ``create()`` (however many HTTP attempts it took)."""
+
+    __slots__ = ("_lock", "attempts", "client", "done", "first_token_ns", "hide_usage_chunk",
+                 "model", "model_requested", "request_id", "service_tier", "start_ns",
+                 "start_perf", "status", "stream_error", "streamed", "tags", "target",
+                 "usage")
+
+    def __init__(self, target: Target, client: ClientInfo, kwargs: dict[str, object]) -> None:
+        self.start_perf = time.perf_counter_ns()
+        self.start_ns = time.time_ns()
+        self.target = target
+        self.client = client
+        model = kwargs.get("model")
+        self.model_requested = model if isinstance(model, str) else None
+        self.tags: Mapping[str, str] = current_tags()  # captured now, not at stream end
+        self.attempts = 0
+        self.status: int | None = None
+        self.request_id: str | None = None
+        self.streamed = False
+        self.hide_usage_chunk = False
+        self.first_token_ns: int | None = None
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self.service_tier: str | None = None
+        self.stream_error: tuple[str, str] | None = None
+        self.done = False
+        self._lock: threading.Lock | None = None
+
+    # -- building the event ----------------------------------------------------------
+    def _emit(self, error: BaseException | None) -> None:
+        end = time.perf_counter_ns()
+        client = self.client
+        merged = {**client.defaults, **self.tags} if self.tags else client.defaults
+        extra = {k: v for k, v in merged.items() if k not in COLUMN_TAGS} or None
+        status = self.status
+        error_class: str | None = None
+        error_kind: str | None = None
+        if error is not None:
+            error_class = type(error).__name__
+            status, error_kind = _classify(error, status)
+            rid = getattr(error, "request_id", None)
+            if isinstance(rid, str):
+                self.request_id = rid
+        elif self.stream_error is not None:
+            error_class, error_kind = self.stream_error
+        usage = self.usage
+        ttft = None
+        if self.first_token_ns is not None:
+            ttft = (self.first_token_ns - self.start_perf) / 1e6
+        event = UsageEvent(
+            id=uuid7(self.start_ns),
+            ts=dt.datetime.fromtimestamp(self.start_ns / 1e9, UTC),
+            provider=client.provider,
+            endpoint=self.target.endpoint,
+            model_requested=_clip(self.model_requested, 200),
+            model=_clip(self.model, 200),
+            service_tier=_clip(self.service_tier, 32),
+            is_batch=False,
+            streamed=self.streamed,
+            usage_reported=usage is not None,
+            input_tokens=usage.input_tokens if usage else None,
+            cached_input_tokens=usage.cached_input_tokens if usage else None,
+            cache_write_tokens=usage.cache_write_tokens if usage else None,
+            output_tokens=usage.output_tokens if usage else None,
+            reasoning_tokens=usage.reasoning_tokens if usage else None,
+            audio_input_tokens=usage.audio_input_tokens if usage else None,
+            audio_output_tokens=usage.audio_output_tokens if usage else None,
+            latency_ms=(end - self.start_perf) / 1e6,
+            ttft_ms=ttft,
+            status_code=status,
+            error_class=_clip(error_class, 100),
+            error_kind=error_kind,
+            attempts=self.attempts if client.counts_attempts else max(self.attempts, 1),
+            request_id=_clip(self.request_id, 128),
+            team=merged.get("team"),
+            project=merged.get("project"),
+            user=merged.get("user"),
+            feature=merged.get("feature"),
+            environment=merged.get("environment") or client.environment,
+            tags=extra,
+        )
+        client.sink_put(event)  # type: ignore[operator]
+
+    # -- outcomes ----------------------------------------------------------------------
+    def fail(self, error: BaseException) -> None:
+        """The call raised ``error`` (which the wrapper re-raises unchanged)."""
+        try:
+            if self.client.counts_attempts and self.attempts == 0 and not hasattr(
+                    error, "request"):
+                return  # refused before any HTTP request: nothing happened to record
+            self.done = True
+            self._emit(error)
+        except Exception:
+            log.exception("spendwatch: could not record a failed call")
+
+    def succeed_plain(self, result: object) -> None:
+        """A complete (non-streamed) result."""
+        try:
+            info = read_result(result)
+            self.usage = info.usage
+            self.model = info.model
+            self.service_tier = info.service_tier
+            if self.request_id is None:
+                rid = getattr(result, "_request_id", None)
+                if isinstance(rid, str):
+                    self.request_id = rid
+            self.done = True
+            self._emit(None)
+        except Exception:
+            log.exception("spendwatch: could not record a call")
+
+    # -- streams -------------------------------------------------------------------------
+    def start_stream(self) -> None:
+        self.streamed = True
+        self._lock = threading.Lock()
+
+    def observe(self, item: object) -> bool:
+        """Look at one stream item; False means "hide it from the caller" (the
+        usage-only chunk the collector asked for on the caller's behalf)."""
+        try:
+            typ = getattr(item, "type", None)
+            if self.first_token_ns is None and self._is_first_token(item, typ):
+                self.first_token_ns = time.perf_counter_ns()
+            src = item
+            if isinstance(typ, str) and typ.startswith("response."):
+                src = getattr(item, "response", None)
+                if src is None:
+                    return True
+                if typ == "response.failed":
+                    err = getattr(src, "error", None)
+                    code = getattr(err, "code", None) or "response_failed"
+                    self.stream_error = ("ResponseFailed",
+                                         _FAILED_CODE_KIND.get(str(code), "client"))
+            model = getattr(src, "model", None)
+            if isinstance(model, str) and model:
+                self.model = model
+            tier = getattr(src, "service_tier", None)
+            if isinstance(tier, str) and tier:
+                self.service_tier = tier
+            usage = getattr(src, "usage", None)
+            if usage is not None:
+                parsed = read_usage(usage)
+                if parsed is not None:
+                    self.usage = parsed
+                if self.hide_usage_chunk and src is item and not getattr(item, "choices", True):
+                    return False
+        except Exception:
+            log.exception("spendwatch: could not read a stream chunk")
+        return True
+
+    def _is_first_token(self, item: object, typ: object) -> bool:
+        wanted = self.target.first_token_events
+        if wanted:
+            return typ in wanted
+        if self.target.stream_usage_opt_in:  # chat/completions chunks
+            return bool(getattr(item, "choices", None))
+        return True
+
+    def finish_stream(self, error: BaseException | None = None) -> None:
+        """The stream ended, was closed, failed or was garbage-collected: record it
+        (once, whichever comes first)."""
+        try:
+            lock = self._lock
+            if lock is None:
+                return
+            with lock:
+                if self.done:
+                    return
+                self.done = True
+            self._emit(error)
+        except Exception:
+            log.exception("spendwatch: could not record a stream")
+
+
+def _classify(error: BaseException, last_status: int | None) -> tuple[int | None, str]:
+    """(status, error kind) of a failed call: HTTP errors by status (429, other 4xx,
+    5xx), connection failures and timeouts as ``network``, anything else (a
+    cancelled task, an error event inside a stream) as ``other``."""
+    import openai
+
+    if isinstance(error, openai.APIStatusError):
+        return error.status_code, classify_error(error.status_code, True) or "other"
+    if isinstance(error, openai.APIConnectionError):
+        return None, "network"
+    if last_status is not None and last_status >= 400:
+        return last_status, classify_error(last_status, True) or "other"
+    return last_status, "other"

@@ -1,0 +1,247 @@
+"""``instrument(client)``: wrap the methods listed in :data:`collector.targets.TARGETS`
+on one client (and on every client derived from it with ``with_options()`` or
+``copy()``), without changing what any call returns or raises."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import openai
+from openai import AsyncOpenAI, AsyncStream, OpenAI, Stream
+from openai._legacy_response import LegacyAPIResponse
+from openai._utils import is_given
+
+from spendwatch.errors import InstrumentationError
+
+from ._hooks import CURRENT_CALL, install_hooks
+from ._recorder import Call, ClientInfo
+from ._streams import observe_stream
+from .tagging import validate_tags
+from .targets import TARGETS, Target
+
+__all__ = ["instrument"]
+
+log = logging.getLogger("spendwatch.collector")
+
+ClientT = TypeVar("ClientT", OpenAI, AsyncOpenAI)
+_MARK = "__spendwatch_wrapped__"
+_CACHED_WRAPPERS = ("with_raw_response", "with_streaming_response")
+
+
+def instrument(client: ClientT, **default_tags: str) -> ClientT:
+    """Record every call ``client`` makes; returns the same client object.
+
+    ``default_tags`` (``team=``, ``project=``, ``user=``, ``feature=``,
+    ``environment=`` or any other name) apply to every call unless a
+    :func:`collector.tags` block overrides them. Instrumenting a client twice only
+    replaces its default tags.
+    """
+    if not isinstance(client, OpenAI | AsyncOpenAI):
+        raise InstrumentationError(
+            f"instrument() needs an openai.OpenAI, AsyncOpenAI, AzureOpenAI or "
+            f"AsyncAzureOpenAI client, not {type(client).__module__}."
+            f"{type(client).__qualname__}; pass the client you make calls with, e.g. "
+            f"instrument(OpenAI())"
+        )
+    defaults = {k: v for k, v in validate_tags(default_tags).items() if v is not None}
+    from . import get_sink, record_event
+
+    sink = get_sink()  # checks the database URL and the spool folder now
+    sink.install_exit_handlers()
+    _instrument_client(client, defaults, record_event, sink.environment)
+    return client
+
+
+def _provider(client: OpenAI | AsyncOpenAI) -> str:
+    if isinstance(client, openai.AzureOpenAI | openai.AsyncAzureOpenAI):
+        return "azure"
+    host = (client.base_url.host or "").lower()
+    if host == "api.openai.com" or host.endswith(".openai.com"):
+        return "openai"
+    port = client.base_url.port
+    return f"{host}:{port}" if port else host or "unknown"
+
+
+def _instrument_client(client: OpenAI | AsyncOpenAI, defaults: dict[str, str],
+                       put: Callable[..., None], environment: str | None) -> None:
+    existing = client.__dict__.get("_spendwatch")
+    if isinstance(existing, ClientInfo):
+        existing.defaults = defaults
+        existing.sink_put = put
+        return
+    is_async = isinstance(client, AsyncOpenAI)
+    info = ClientInfo(
+        provider=_provider(client), defaults=defaults, is_async=is_async,
+        counts_attempts=install_hooks(getattr(client, "_client", None), is_async),
+        sink_put=put, environment=environment,
+    )
+    client.__dict__["_spendwatch"] = info
+    for name in _CACHED_WRAPPERS:
+        client.__dict__.pop(name, None)
+    for target in TARGETS:
+        resource = _resolve(client, target.resource)
+        if resource is None:
+            continue
+        original = getattr(resource, target.method, None)
+        if original is None or getattr(original, _MARK, False):
+            continue
+        setattr(resource, target.method, _wrap(original, target, info))
+    _wrap_copy(client, info)
+
+
+def _resolve(client: object, path: str) -> object | None:
+    """``client.chat.completions`` for ``"chat.completions"``; cached raw/streaming
+    response wrappers along the way are dropped so they are rebuilt on the wrapper."""
+    obj: object | None = client
+    for part in path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            return None
+        for name in _CACHED_WRAPPERS:
+            vars(obj).pop(name, None)
+    return obj
+
+
+def _wrap_copy(client: OpenAI | AsyncOpenAI, info: ClientInfo) -> None:
+    original_copy = client.copy
+
+    @functools.wraps(original_copy)
+    def copy(*args: object, **kwargs: object) -> OpenAI | AsyncOpenAI:
+        new = original_copy(*args, **kwargs)  # type: ignore[arg-type]
+        try:
+            _instrument_client(new, info.defaults, info.sink_put,  # type: ignore[arg-type]
+                               info.environment)
+        except Exception:
+            log.exception("spendwatch: could not instrument a client copy")
+        return new
+
+    client.__dict__["copy"] = copy
+    client.__dict__["with_options"] = copy
+
+
+def _begin(target: Target, info: ClientInfo, kwargs: dict[str, object]) -> Call:
+    call = Call(target, info, kwargs)
+    if (target.stream_usage_opt_in and kwargs.get("stream") is True
+            and not is_given(kwargs.get("stream_options", openai.omit))):
+        # Ask for usage on the caller's behalf; the extra usage-only chunk is then
+        # hidden from them (call.observe), so `chunk.choices[0]` keeps working.
+        kwargs["stream_options"] = {"include_usage": True}
+        call.hide_usage_chunk = True
+    return call
+
+
+def _finish(call: Call, result: object) -> None:
+    """Record a call that returned ``result`` (streams: once they end)."""
+    if isinstance(result, Stream | AsyncStream):
+        observe_stream(call, result)
+    elif isinstance(result, LegacyAPIResponse):
+        # with_raw_response: parse() is cached on the response, so the caller's own
+        # parse() gets this very object (and the very instrumented stream).
+        parsed = result.parse()
+        if isinstance(parsed, Stream | AsyncStream):
+            observe_stream(call, parsed)
+        else:
+            call.request_id = call.request_id or result.request_id
+            call.succeed_plain(parsed)
+    elif isinstance(result, openai._response.BaseAPIResponse):
+        _finish_on_close(call, result)
+    else:
+        call.succeed_plain(result)
+
+
+def _finish_on_close(call: Call, result: openai._response.BaseAPIResponse[object]) -> None:
+    """with_streaming_response: the body is read after the call returns; record when
+    the response is closed, with usage if the body was parsed or read as JSON."""
+    http = result.http_response
+    call.start_stream()
+    call.streamed = False
+
+    def finish() -> None:
+        if call.done:
+            return
+        try:
+            parsed = next(iter(getattr(result, "_parsed_by_type", {}).values()), None)
+            if parsed is None and getattr(http, "_content", None) is not None:
+                parsed = http.json()
+            if parsed is not None and not isinstance(parsed, Stream | AsyncStream):
+                call.observe(parsed)
+        except Exception:
+            log.debug("spendwatch: no usage in a streamed-response body", exc_info=True)
+        call.finish_stream()
+
+    if call.client.is_async:
+        original_aclose = http.aclose
+
+        async def aclose() -> None:
+            try:
+                await original_aclose()
+            finally:
+                finish()
+
+        http.aclose = aclose  # type: ignore[method-assign]
+    else:
+        original_close = http.close
+
+        def close() -> None:
+            try:
+                original_close()
+            finally:
+                finish()
+
+        http.close = close  # type: ignore[method-assign]
+
+
+def _wrap(original: Callable[..., object], target: Target, info: ClientInfo) -> Callable[..., object]:
+    if info.is_async or inspect.iscoroutinefunction(original):
+        @functools.wraps(original)
+        async def async_wrapper(*args: object, **kwargs: object) -> object:
+            try:
+                call = _begin(target, info, kwargs)
+            except Exception:
+                log.exception("spendwatch: could not start recording a call")
+                return await original(*args, **kwargs)  # type: ignore[misc]
+            token = CURRENT_CALL.set(call)
+            try:
+                result = await original(*args, **kwargs)  # type: ignore[misc]
+            except BaseException as exc:
+                CURRENT_CALL.reset(token)
+                call.fail(exc)
+                raise
+            CURRENT_CALL.reset(token)
+            try:
+                _finish(call, result)
+            except Exception:
+                log.exception("spendwatch: could not record a call")
+            return result
+
+        setattr(async_wrapper, _MARK, True)
+        return async_wrapper
+
+    @functools.wraps(original)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            call = _begin(target, info, kwargs)
+        except Exception:
+            log.exception("spendwatch: could not start recording a call")
+            return original(*args, **kwargs)
+        token = CURRENT_CALL.set(call)
+        try:
+            result = original(*args, **kwargs)
+        except BaseException as exc:
+            CURRENT_CALL.reset(token)
+            call.fail(exc)
+            raise
+        CURRENT_CALL.reset(token)
+        try:
+            _finish(call, result)
+        except Exception:
+            log.exception("spendwatch: could not record a call")
+        return result
+
+    setattr(wrapper, _MARK, True)
+    return wrapper

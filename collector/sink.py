@@ -1,0 +1,330 @@
+"""The event sink: the caller's thread only appends to a bounded in-memory queue;
+a background thread writes batches to the database.
+
+* Bounded: past ``queue_size`` events a new event is dropped and counted
+  (``stats().dropped``), with a warning logged at most every 10 seconds.
+* Batched: the writer wakes every ``flush_interval`` seconds, or as soon as
+  ``batch_size`` events wait, and inserts up to ``batch_size`` per transaction.
+* Never lost to an outage: a batch the database refuses goes to the disk spool;
+  the writer then backs off (1 s doubling to 10 s) and sends new batches straight
+  to the spool until the database answers again, when the spool is replayed.
+* Flushed at interpreter exit and on SIGTERM (``exit_timeout`` seconds to write,
+  the rest to the spool). After that, an event is spooled on the caller's thread.
+
+What ``kill -9`` can lose: the events still in memory, i.e. those recorded in the
+last ``flush_interval`` (0.5 s) plus the batch being written (at most
+``batch_size``, 1000), and never more than ``queue_size``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+from models.events import UsageEvent
+from spendwatch.errors import DatabaseUnavailableError, SchemaOutdatedError
+from spendwatch.settings import Settings
+
+from .spool import Spool
+
+__all__ = ["EventSink", "SinkStats"]
+
+log = logging.getLogger("spendwatch.collector")
+
+_BACKOFF_START = 1.0
+_BACKOFF_MAX = 10.0
+
+
+@dataclass(frozen=True)
+class SinkStats:
+    enqueued: int
+    written: int
+    dropped: int
+    spooled: int
+    replayed: int
+    queued: int
+    spool_files: int
+    database_ok: bool
+    last_error: str | None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a write failure means "the database is unreachable or busy" (retry
+    later) rather than "this batch is bad"."""
+    if isinstance(exc, DatabaseUnavailableError | SchemaOutdatedError | OSError):
+        return True
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"OperationalError", "InterfaceError", "DisconnectionError",
+                "TimeoutError", "PoolTimeout"}:
+        return True
+    orig = getattr(exc, "orig", None)
+    return orig is not None and orig is not exc and is_transient(orig)
+
+
+class EventSink:
+    """One per process (see :func:`collector.get_sink`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from models.database import parse_database_url
+
+        parse_database_url(settings.database_url)  # a bad URL fails here, not later
+        self.settings = settings
+        self.spool = Spool(settings.spool_dir)
+        self.environment = settings.environment or None
+        self._queue: collections.deque[UsageEvent] = collections.deque()
+        self._max = settings.queue_size
+        self._batch = settings.batch_size
+        self._lock = threading.Lock()
+        self._enqueued_n = 0
+        self._dropped_n = 0
+        self._written = 0
+        self._spooled = 0
+        self._replayed = 0
+        self._processed = 0  # events taken off the queue and stored (db or spool)
+        self._wake = threading.Event()
+        self._done = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self._stop = False
+        self._store: object | None = None
+        self._db_ok = True
+        self._retry_at = 0.0
+        self._backoff = _BACKOFF_START
+        self._last_error: str | None = None
+        self._last_drop_log = 0.0
+        self._announced = False
+
+    # -- the hot path (caller's thread) ----------------------------------------
+    def put(self, event: UsageEvent) -> None:
+        if self._closed:
+            self._spool_now([event])
+            return
+        if len(self._queue) >= self._max:
+            with self._lock:
+                self._dropped_n += 1
+            now = time.monotonic()
+            if now - self._last_drop_log > 10:
+                self._last_drop_log = now
+                log.warning("spendwatch queue full (%d events): %d event(s) dropped so far; "
+                            "the database is too slow or down and the spool cannot keep "
+                            "up; raise SPENDWATCH_QUEUE_SIZE", self._max, self._dropped_n)
+            return
+        with self._lock:
+            self._queue.append(event)
+            self._enqueued_n += 1
+        if self._thread is None:
+            self._start()
+        if len(self._queue) >= self._batch:
+            self._wake.set()
+
+    # -- control ------------------------------------------------------------------
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is not None:
+                return
+            thread = threading.Thread(target=self._run, name="spendwatch-writer", daemon=True)
+            thread.start()
+            self._thread = thread
+            self.install_exit_handlers()
+
+    def install_exit_handlers(self) -> None:
+        """Flush at interpreter exit, and on SIGTERM when the process has no SIGTERM
+        handler of its own (only possible from the main thread)."""
+        _install_exit_handlers(self)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Store everything enqueued so far (in the database, or the spool if it is
+        unreachable) and try to replay the spool. True when nothing is left in memory."""
+        target = self._enqueued_n
+        if self._thread is None:
+            if target == 0 and not self.spool.files():
+                return True
+            self._start()
+        self._retry_at = 0.0  # an explicit flush tries the database now
+        deadline = time.monotonic() + timeout
+        with self._done:
+            self._wake.set()
+            while self._processed < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._done.wait(min(remaining, 0.05))
+                self._wake.set()
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush with ``timeout`` (default ``exit_timeout``), spool what is left, and
+        spool every later event synchronously."""
+        if self._closed:
+            return
+        timeout = self.settings.exit_timeout if timeout is None else timeout
+        self.flush(timeout)
+        self._closed = True
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=max(timeout, 1.0))
+        leftover: list[UsageEvent] = []
+        while self._queue:
+            leftover.append(self._queue.popleft())
+        if leftover:
+            self._spool_now(leftover)
+            log.warning("spendwatch: %d event(s) not written in time at exit; kept in the "
+                        "spool %s for the next run", len(leftover), self.spool.directory)
+
+    def stats(self) -> SinkStats:
+        return SinkStats(
+            enqueued=self._enqueued_n, written=self._written, dropped=self._dropped_n,
+            spooled=self._spooled, replayed=self._replayed, queued=len(self._queue),
+            spool_files=len(self.spool.files()), database_ok=self._db_ok,
+            last_error=self._last_error,
+        )
+
+    # -- the writer thread ----------------------------------------------------------
+    def _run(self) -> None:
+        interval = self.settings.flush_interval
+        while True:
+            self._wake.wait(interval)
+            self._wake.clear()
+            try:
+                self._drain()
+                if self._db_ok and time.monotonic() >= self._retry_at:
+                    self._replay()
+            except Exception:  # a bug here must never kill the writer
+                log.exception("spendwatch writer error")
+            with self._done:
+                self._done.notify_all()
+            if self._stop and not self._queue:
+                return
+
+    def _drain(self) -> None:
+        while self._queue:
+            batch: list[UsageEvent] = []
+            popleft = self._queue.popleft
+            try:
+                for _ in range(self._batch):
+                    batch.append(popleft())
+            except IndexError:
+                pass
+            self._write(batch)
+            self._processed += len(batch)
+            with self._done:
+                self._done.notify_all()
+
+    def _get_store(self) -> object:
+        if self._store is None:
+            from models.database import open_database, redact
+            from models.event_store import EventStore
+
+            engine = open_database(self.settings.database_url)
+            self._store = EventStore(engine)
+            if not self._announced:
+                self._announced = True
+                log.info("spendwatch: recording usage events to %s", redact(engine.url))
+        return self._store
+
+    def _write(self, batch: list[UsageEvent]) -> None:
+        if time.monotonic() < self._retry_at:
+            self._spool_now(batch)
+            return
+        try:
+            store = self._get_store()
+            store.insert(batch)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self._failed(exc)
+            self._spool_now(batch)
+            return
+        self._written += len(batch)
+        if not self._db_ok:
+            log.warning("spendwatch: the database is reachable again; replaying the spool")
+        self._db_ok = True
+        self._backoff = _BACKOFF_START
+
+    def _failed(self, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        if self._db_ok or message != self._last_error:
+            level = logging.WARNING if is_transient(exc) else logging.ERROR
+            log.log(level, "spendwatch: cannot write usage events (%s); keeping them in the "
+                    "spool %s until the database is back", message, self.spool.directory)
+        self._last_error = message
+        self._db_ok = False
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
+        if not is_transient(exc) and self._store is not None:
+            self._store = None  # rebuild the engine next time
+
+    def _replay(self) -> None:
+        if not self.spool.files():
+            return
+        try:
+            store = self._get_store()
+            n = self.spool.replay(lambda events: store.insert(events, replay=True),  # type: ignore[attr-defined]
+                                  is_transient)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        if n:
+            self._replayed += n
+            log.info("spendwatch: replayed %d spooled event(s)", n)
+
+    def _spool_now(self, events: list[UsageEvent]) -> None:
+        try:
+            self.spool.write(events)
+            self._spooled += len(events)
+        except OSError as exc:
+            with self._lock:
+                self._dropped_n += len(events)
+            log.error("spendwatch: could not spool %d event(s) to %s (%s); they are lost",
+                      len(events), self.spool.directory, exc)
+
+
+# -- exit handling -------------------------------------------------------------
+_exit_sinks: list[EventSink] = []
+_exit_lock = threading.Lock()
+_sigterm_installed = False
+
+
+def _at_exit() -> None:
+    for sink in list(_exit_sinks):
+        try:
+            sink.close()
+        except Exception:  # pragma: no cover - never fail interpreter shutdown
+            log.exception("spendwatch: error while flushing at exit")
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    _at_exit()
+    # Then die of SIGTERM as the process would have without us.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_exit_handlers(sink: EventSink) -> None:
+    global _sigterm_installed
+    with _exit_lock:
+        if not _exit_sinks:
+            atexit.register(_at_exit)
+        if sink not in _exit_sinks:
+            _exit_sinks.append(sink)
+        if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                signal.signal(signal.SIGTERM, _on_sigterm)
+                _sigterm_installed = True
+        except (ValueError, OSError):  # pragma: no cover - not the main interpreter
+            pass
+
+
+def forget_sink(sink: EventSink) -> None:
+    with _exit_lock:
+        if sink in _exit_sinks:
+            _exit_sinks.remove(sink)

@@ -1,0 +1,5 @@
+"""dashboard (skeleton; see the issues that build it)."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

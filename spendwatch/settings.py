@@ -1,0 +1,182 @@
+"""One table of settings, read from arguments, then environment variables, then the
+config file, then the default.
+
+Every setting has a name (used in the config file and as ``--name`` on the command
+line), an environment variable, a default and a help text; the README's settings
+table is generated from :data:`SETTINGS` (``spendwatch settings``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from spendwatch.errors import ConfigurationError
+
+__all__ = ["SETTINGS", "Setting", "Settings", "config_file_path", "default_data_dir",
+           "load_settings"]
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/spendwatch``, else ``~/.local/share/spendwatch``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "spendwatch"
+
+
+def config_file_path(env: Mapping[str, str] | None = None) -> Path:
+    """``$SPENDWATCH_CONFIG``, else ``$XDG_CONFIG_HOME/spendwatch/config.toml``."""
+    env = os.environ if env is None else env
+    if env.get("SPENDWATCH_CONFIG"):
+        return Path(env["SPENDWATCH_CONFIG"]).expanduser()
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "spendwatch" / "config.toml"
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a whole number; "
+                                 f"give a positive integer such as 1000") from None
+    if value <= 0:
+        raise ConfigurationError(f"{name}={value} must be greater than 0")
+    return value
+
+
+def _positive_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number of seconds; "
+                                 f"give a value such as 0.5") from None
+    if not value > 0:
+        raise ConfigurationError(f"{name}={value} must be greater than 0")
+    return value
+
+
+def _text(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _log_level(name: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigurationError(f"{name}={raw!r} is not a log level; "
+                                 f"use DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str
+    default: str
+    help: str
+    parse: Callable[[str, str], object] = _text
+
+    @property
+    def env(self) -> str:
+        return "SPENDWATCH_" + self.name.upper()
+
+
+# Defaults may refer to other settings as {data_dir}; they are filled in after the
+# settings they name have been resolved (data_dir comes first for that reason).
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data_dir", "", "Folder for the default SQLite database and the spool "
+            "(default: $XDG_DATA_HOME/spendwatch or ~/.local/share/spendwatch)."),
+    Setting("database_url", "sqlite:///{data_dir}/spendwatch.db",
+            "SQLAlchemy URL of the database every component uses, e.g. "
+            "postgresql://user@host:5432/spendwatch."),
+    Setting("spool_dir", "{data_dir}/spool",
+            "Where the collector keeps events on disk while the database is unreachable."),
+    Setting("environment", "", "Value of the `environment` field of every event "
+            "(e.g. production); a tag given to instrument() or tags() wins."),
+    Setting("queue_size", "50000", "Events the collector holds in memory before it "
+            "drops new ones (and counts them).", _positive_int),
+    Setting("batch_size", "1000", "Events the background writer inserts per "
+            "transaction.", _positive_int),
+    Setting("flush_interval", "0.5", "Seconds the background writer waits for a batch "
+            "to fill before writing what it has.", _positive_float),
+    Setting("exit_timeout", "5", "Seconds spent at interpreter exit or SIGTERM writing "
+            "queued events; what is left goes to the spool.", _positive_float),
+    Setting("log_level", "INFO", "Log level of spendwatch's own loggers (they print nothing "
+            "unless the application configures logging).", _log_level),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: str
+    database_url: str
+    spool_dir: str
+    environment: str
+    queue_size: int
+    batch_size: int
+    flush_interval: float
+    exit_timeout: float
+    log_level: str
+    config_file: str = ""
+
+    def source_of(self, name: str) -> str:  # pragma: no cover - informational
+        return _BY_NAME[name].env
+
+
+def _read_config_file(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"cannot read config file {path}: {exc}; fix the file "
+                                 f"or point SPENDWATCH_CONFIG elsewhere") from exc
+    table = data.get("spendwatch", data)
+    out: dict[str, str] = {}
+    for key, value in table.items():
+        if key not in _BY_NAME:
+            known = ", ".join(sorted(_BY_NAME))
+            raise ConfigurationError(f"{path}: unknown setting {key!r}; known settings: "
+                                     f"{known}")
+        out[key] = str(value)
+    return out
+
+
+def load_settings(overrides: Mapping[str, object | None] | None = None,
+                  env: Mapping[str, str] | None = None) -> Settings:
+    """Resolve every setting: ``overrides`` (command-line arguments; ``None`` means
+    not given), then ``SPENDWATCH_*`` environment variables, then the config file,
+    then the default."""
+    env = os.environ if env is None else env
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for key in overrides:
+        if key not in _BY_NAME:
+            raise ConfigurationError(f"unknown setting {key!r}")
+    path = config_file_path(env)
+    from_file = _read_config_file(path)
+
+    raw: dict[str, str] = {}
+    for setting in SETTINGS:
+        if setting.name in overrides:
+            raw[setting.name] = str(overrides[setting.name])
+        elif env.get(setting.env):
+            raw[setting.name] = env[setting.env]
+        elif setting.name in from_file:
+            raw[setting.name] = from_file[setting.name]
+        else:
+            raw[setting.name] = setting.default
+
+    if not raw["data_dir"]:
+        raw["data_dir"] = str(default_data_dir())
+    raw["data_dir"] = str(Path(raw["data_dir"]).expanduser())
+    values: dict[str, object] = {}
+    for setting in SETTINGS:
+        text = raw[setting.name].replace("{data_dir}", raw["data_dir"])
+        values[setting.name] = setting.parse(setting.env, text)
+    names = {f.name for f in fields(Settings)}
+    return Settings(**{k: v for k, v in values.items() if k in names},  # type: ignore[arg-type]
+                    config_file=str(path))
