@@ -29,7 +29,7 @@ from spendwatch.errors import (
 from spendwatch.settings import Settings, load_settings
 
 from .instrument import instrument
-from .sink import EventSink, SinkStats, forget_sink
+from .sink import EventSink, EventSource, SinkStats, forget_sink
 from .tagging import current_tags, tags
 from .targets import TARGETS, Target
 
@@ -90,7 +90,7 @@ def configure(**overrides: object) -> Settings:
     return settings
 
 
-def record_event(event: UsageEvent) -> None:
+def record_event(event: UsageEvent | EventSource) -> None:
     """Hand one event to the process's sink (what instrumented clients call)."""
     (_sink or get_sink()).put(event)
 

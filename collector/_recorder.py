@@ -19,7 +19,7 @@ from models.ids import uuid7
 
 from .tagging import COLUMN_TAGS, current_tags
 from .targets import Target
-from .usage import Usage, read_result, read_usage
+from .usage import Usage, field_map, read_usage
 
 __all__ = ["Call", "ClientInfo"]
 
@@ -48,10 +48,15 @@ class ClientInfo:
 
 
 class Call:
-    """A logical call: one ``create()`` (however many HTTP attempts it took)."""
+    """A logical call: one ``create()`` (however many HTTP attempts it took).
 
-    __slots__ = ("_lock", "attempts", "client", "done", "first_token_ns", "hide_usage_chunk",
-                 "model", "model_requested", "request_id", "service_tier", "start_ns",
+    On the caller's thread it only gathers facts (timings, attempts, the usage
+    object, the error's class and status) and is queued as it is; the sink's writer
+    thread turns it into a :class:`UsageEvent` (:meth:`to_event`)."""
+
+    __slots__ = ("_lock", "attempts", "client", "defaults", "done", "end_perf",
+                 "error_class", "error_kind", "first_token_ns", "hide_usage_chunk", "model",
+                 "model_requested", "raw_usage", "request_id", "service_tier", "start_ns",
                  "start_perf", "status", "stream_error", "streamed", "tags", "target",
                  "usage")
 
@@ -60,6 +65,7 @@ class Call:
         self.start_ns = time.time_ns()
         self.target = target
         self.client = client
+        self.defaults = client.defaults
         model = kwargs.get("model")
         self.model_requested = model if isinstance(model, str) else None
         self.tags: Mapping[str, str] = current_tags()  # captured now, not at stream end
@@ -70,34 +76,40 @@ class Call:
         self.hide_usage_chunk = False
         self.first_token_ns: int | None = None
         self.usage: Usage | None = None
+        self.raw_usage: object = None
         self.model: str | None = None
         self.service_tier: str | None = None
         self.stream_error: tuple[str, str] | None = None
+        self.error_class: str | None = None
+        self.error_kind: str | None = None
+        self.end_perf = 0
         self.done = False
         self._lock: threading.Lock | None = None
 
-    # -- building the event ----------------------------------------------------------
     def _emit(self, error: BaseException | None) -> None:
-        end = time.perf_counter_ns()
-        client = self.client
-        merged = {**client.defaults, **self.tags} if self.tags else client.defaults
-        extra = {k: v for k, v in merged.items() if k not in COLUMN_TAGS} or None
-        status = self.status
-        error_class: str | None = None
-        error_kind: str | None = None
+        """Close the call and queue it (the caller's thread does no more than this)."""
+        self.end_perf = time.perf_counter_ns()
         if error is not None:
-            error_class = type(error).__name__
-            status, error_kind = _classify(error, status)
+            self.error_class = type(error).__name__
+            self.status, self.error_kind = _classify(error, self.status)
             rid = getattr(error, "request_id", None)
             if isinstance(rid, str):
                 self.request_id = rid
         elif self.stream_error is not None:
-            error_class, error_kind = self.stream_error
-        usage = self.usage
+            self.error_class, self.error_kind = self.stream_error
+        self.client.sink_put(self)  # type: ignore[operator]
+
+    def to_event(self) -> UsageEvent:
+        """The usage event of this call (runs on the writer thread)."""
+        client = self.client
+        tags = self.tags
+        merged = {**self.defaults, **tags} if tags else self.defaults
+        extra = {k: v for k, v in merged.items() if k not in COLUMN_TAGS} or None
+        usage = self.usage if self.usage is not None else read_usage(self.raw_usage)
         ttft = None
         if self.first_token_ns is not None:
             ttft = (self.first_token_ns - self.start_perf) / 1e6
-        event = UsageEvent(
+        return UsageEvent(
             id=uuid7(self.start_ns),
             ts=dt.datetime.fromtimestamp(self.start_ns / 1e9, UTC),
             provider=client.provider,
@@ -115,11 +127,11 @@ class Call:
             reasoning_tokens=usage.reasoning_tokens if usage else None,
             audio_input_tokens=usage.audio_input_tokens if usage else None,
             audio_output_tokens=usage.audio_output_tokens if usage else None,
-            latency_ms=(end - self.start_perf) / 1e6,
+            latency_ms=(self.end_perf - self.start_perf) / 1e6,
             ttft_ms=ttft,
-            status_code=status,
-            error_class=_clip(error_class, 100),
-            error_kind=error_kind,
+            status_code=self.status,
+            error_class=_clip(self.error_class, 100),
+            error_kind=self.error_kind,
             attempts=self.attempts if client.counts_attempts else max(self.attempts, 1),
             request_id=_clip(self.request_id, 128),
             team=merged.get("team"),
@@ -129,7 +141,6 @@ class Call:
             environment=merged.get("environment") or client.environment,
             tags=extra,
         )
-        client.sink_put(event)  # type: ignore[operator]
 
     # -- outcomes ----------------------------------------------------------------------
     def fail(self, error: BaseException) -> None:
@@ -144,12 +155,19 @@ class Call:
             log.exception("spendwatch: could not record a failed call")
 
     def succeed_plain(self, result: object) -> None:
-        """A complete (non-streamed) result."""
+        """A complete (non-streamed) result: keep its usage object, model and tier."""
         try:
-            info = read_result(result)
-            self.usage = info.usage
-            self.model = info.model
-            self.service_tier = info.service_tier
+            fields = field_map(result)
+            inner = fields.get("response")
+            if inner is not None and not isinstance(inner, str | bytes):
+                inner_fields = field_map(inner)
+                if inner_fields.get("usage") is not None:
+                    fields = inner_fields
+            self.raw_usage = fields.get("usage")
+            model = fields.get("model")
+            self.model = model if isinstance(model, str) else None
+            tier = fields.get("service_tier")
+            self.service_tier = tier if isinstance(tier, str) else None
             if self.request_id is None:
                 rid = getattr(result, "_request_id", None)
                 if isinstance(rid, str):
@@ -168,42 +186,43 @@ class Call:
         """Look at one stream item; False means "hide it from the caller" (the
         usage-only chunk the collector asked for on the caller's behalf)."""
         try:
-            typ = getattr(item, "type", None)
-            if self.first_token_ns is None and self._is_first_token(item, typ):
+            fields = field_map(item)
+            typ = fields.get("type")
+            if self.first_token_ns is None and self._is_first_token(fields, typ):
                 self.first_token_ns = time.perf_counter_ns()
-            src = item
+            src = fields
             if isinstance(typ, str) and typ.startswith("response."):
-                src = getattr(item, "response", None)
-                if src is None:
+                response = fields.get("response")
+                if response is None:
                     return True
+                src = field_map(response)
                 if typ == "response.failed":
-                    err = getattr(src, "error", None)
-                    code = getattr(err, "code", None) or "response_failed"
+                    code = field_map(src.get("error")).get("code") or "response_failed"
                     self.stream_error = ("ResponseFailed",
                                          _FAILED_CODE_KIND.get(str(code), "client"))
-            model = getattr(src, "model", None)
-            if isinstance(model, str) and model:
+            model = src.get("model")
+            if model and isinstance(model, str):
                 self.model = model
-            tier = getattr(src, "service_tier", None)
-            if isinstance(tier, str) and tier:
+            tier = src.get("service_tier")
+            if tier and isinstance(tier, str):
                 self.service_tier = tier
-            usage = getattr(src, "usage", None)
+            usage = src.get("usage")
             if usage is not None:
                 parsed = read_usage(usage)
                 if parsed is not None:
                     self.usage = parsed
-                if self.hide_usage_chunk and src is item and not getattr(item, "choices", True):
+                if self.hide_usage_chunk and src is fields and not fields.get("choices"):
                     return False
         except Exception:
             log.exception("spendwatch: could not read a stream chunk")
         return True
 
-    def _is_first_token(self, item: object, typ: object) -> bool:
+    def _is_first_token(self, fields: Mapping[str, object], typ: object) -> bool:
         wanted = self.target.first_token_events
         if wanted:
             return typ in wanted
         if self.target.stream_usage_opt_in:  # chat/completions chunks
-            return bool(getattr(item, "choices", None))
+            return bool(fields.get("choices"))
         return True
 
     def finish_stream(self, error: BaseException | None = None) -> None:

@@ -196,7 +196,8 @@ def _finish_on_close(call: Call, result: openai._response.BaseAPIResponse[object
         http.close = close  # type: ignore[method-assign]
 
 
-def _wrap(original: Callable[..., object], target: Target, info: ClientInfo) -> Callable[..., object]:
+def _wrap(original: Callable[..., object], target: Target,
+          info: ClientInfo) -> Callable[..., object]:
     if info.is_async or inspect.iscoroutinefunction(original):
         @functools.wraps(original)
         async def async_wrapper(*args: object, **kwargs: object) -> object:

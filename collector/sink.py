@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from types import FrameType
+from typing import Protocol
 
 from models.events import UsageEvent
 from spendwatch.errors import DatabaseUnavailableError, SchemaOutdatedError
@@ -34,12 +35,21 @@ from spendwatch.settings import Settings
 
 from .spool import Spool
 
-__all__ = ["EventSink", "SinkStats"]
+__all__ = ["EventSink", "EventSource", "SinkStats"]
 
 log = logging.getLogger("spendwatch.collector")
 
 _BACKOFF_START = 1.0
+#: The writer yields the GIL after building this many events, so that a large batch
+#: never holds up the application's threads for a whole switch interval (5 ms).
+_SLICE = 32
 _BACKOFF_MAX = 10.0
+
+
+class EventSource(Protocol):
+    """Anything the writer can turn into a :class:`UsageEvent`."""
+
+    def to_event(self) -> UsageEvent: ...
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,7 @@ class EventSink:
         self.settings = settings
         self.spool = Spool(settings.spool_dir)
         self.environment = settings.environment or None
-        self._queue: collections.deque[UsageEvent] = collections.deque()
+        self._queue: collections.deque[UsageEvent | EventSource] = collections.deque()
         self._max = settings.queue_size
         self._batch = settings.batch_size
         self._lock = threading.Lock()
@@ -103,9 +113,12 @@ class EventSink:
         self._announced = False
 
     # -- the hot path (caller's thread) ----------------------------------------
-    def put(self, event: UsageEvent) -> None:
+    def put(self, event: UsageEvent | EventSource) -> None:
+        """Queue an event, or a recorded call that becomes one on the writer thread."""
         if self._closed:
-            self._spool_now([event])
+            built = event if type(event) is UsageEvent else _to_event(event)
+            if built is not None:
+                self._spool_now([built])
             return
         if len(self._queue) >= self._max:
             with self._lock:
@@ -174,7 +187,10 @@ class EventSink:
             self._thread.join(timeout=max(timeout, 1.0))
         leftover: list[UsageEvent] = []
         while self._queue:
-            leftover.append(self._queue.popleft())
+            item = self._queue.popleft()
+            built = item if type(item) is UsageEvent else _to_event(item)
+            if built is not None:
+                leftover.append(built)
         if leftover:
             self._spool_now(leftover)
             log.warning("spendwatch: %d event(s) not written in time at exit; kept in the "
@@ -209,13 +225,19 @@ class EventSink:
         while self._queue:
             batch: list[UsageEvent] = []
             popleft = self._queue.popleft
+            taken = 0
             try:
                 for _ in range(self._batch):
-                    batch.append(popleft())
+                    item = popleft()
+                    taken += 1
+                    batch.append(item if type(item) is UsageEvent else _to_event(item))
+                    if not taken % _SLICE:
+                        time.sleep(0)  # hand the GIL to the application's threads
             except IndexError:
                 pass
+            batch = [e for e in batch if e is not None]
             self._write(batch)
-            self._processed += len(batch)
+            self._processed += taken
             with self._done:
                 self._done.notify_all()
 
@@ -284,6 +306,15 @@ class EventSink:
                 self._dropped_n += len(events)
             log.error("spendwatch: could not spool %d event(s) to %s (%s); they are lost",
                       len(events), self.spool.directory, exc)
+
+
+def _to_event(item: object) -> UsageEvent | None:
+    """A queued call becomes its event here, on the writer thread."""
+    try:
+        return item.to_event()  # type: ignore[attr-defined]
+    except Exception:
+        log.exception("spendwatch: could not build a usage event")
+        return None
 
 
 # -- exit handling -------------------------------------------------------------

@@ -2,16 +2,16 @@
 
 OpenAI names usage two ways and the collector keeps both in one shape:
 
-=====================  ==========================================  ===========================
-kept as                Chat Completions / Embeddings                Responses / Images / Audio
-=====================  ==========================================  ===========================
-input                  prompt_tokens                                input_tokens
-cached input           prompt_tokens_details.cached_tokens          input_tokens_details.cached_tokens
-cache writes           prompt_tokens_details.cache_write_tokens     input_tokens_details.cache_write_tokens
-output                 completion_tokens                            output_tokens
-reasoning (in output)  completion_tokens_details.reasoning_tokens   output_tokens_details.reasoning_tokens
-audio in / out         prompt/completion_tokens_details.audio_tokens  input_token(s)_details.audio_tokens
-=====================  ==========================================  ===========================
+============  =============================================  ==================================
+kept as       Chat Completions / Embeddings                  Responses / Images / Audio
+============  =============================================  ==================================
+input         prompt_tokens                                  input_tokens
+cached        prompt_tokens_details.cached_tokens            input_tokens_details.cached_tokens
+cache writes  prompt_tokens_details.cache_write_tokens       ...details.cache_write_tokens
+output        completion_tokens                              output_tokens
+reasoning     completion_tokens_details.reasoning_tokens     ...details.reasoning_tokens
+audio         prompt/completion_tokens_details.audio_tokens  input_token(s)_details.audio_tokens
+============  =============================================  ==================================
 
 Input includes the cached and cache-write tokens and output includes reasoning
 tokens, as in OpenAI's bills; nothing is ever estimated from text. A result with
@@ -21,13 +21,14 @@ no usage gives ``None`` (the event is recorded with usage marked missing).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
-__all__ = ["ResultInfo", "Usage", "read_result", "read_usage"]
+__all__ = ["ResultInfo", "Usage", "field_map", "read_result", "read_usage"]
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(NamedTuple):
+    """Token counts of one call (a tuple: cheap to build on the caller's thread)."""
+
     input_tokens: int = 0
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
@@ -37,8 +38,7 @@ class Usage:
     audio_output_tokens: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class ResultInfo:
+class ResultInfo(NamedTuple):
     """What an API result says about the call."""
 
     usage: Usage | None
@@ -46,16 +46,35 @@ class ResultInfo:
     service_tier: str | None
 
 
-def _get(obj: object, name: str) -> object:
+_EMPTY: dict[str, object] = {}
+
+
+def field_map(obj: object) -> Mapping[str, object]:
+    """The fields of a pydantic model (its ``__dict__`` plus extras) or a mapping.
+
+    Reading ``__dict__`` directly matters: ``getattr`` of a field a model does not
+    have goes through pydantic's ``__getattr__`` and an exception, 10x slower."""
     if obj is None:
-        return None
+        return _EMPTY
+    if type(obj) is dict:
+        return obj
+    fields = getattr(obj, "__dict__", None)
+    if fields is not None:
+        extra = getattr(obj, "__pydantic_extra__", None)
+        return {**fields, **extra} if extra else fields
     if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
+        return obj
+    return _EMPTY
+
+
+def _get(obj: object, name: str) -> object:
+    return field_map(obj).get(name)
 
 
 def _int(value: object) -> int:
-    if isinstance(value, bool):
+    if type(value) is int:
+        return value if value > 0 else 0
+    if value is None or isinstance(value, bool):
         return 0
     if isinstance(value, int):
         return max(value, 0)
@@ -68,33 +87,34 @@ def read_usage(usage: object) -> Usage | None:
     """Normalise a usage object (pydantic model or plain dict) of either naming."""
     if usage is None:
         return None
-    if _get(usage, "type") == "duration":  # audio billed by the second: no tokens
-        return None
-    prompt = _get(usage, "prompt_tokens")
+    u = field_map(usage)
+    prompt = u.get("prompt_tokens")
     if prompt is not None:  # Chat Completions, legacy Completions, Embeddings
-        pdet = _get(usage, "prompt_tokens_details")
-        cdet = _get(usage, "completion_tokens_details")
+        pdet = field_map(u.get("prompt_tokens_details"))
+        cdet = field_map(u.get("completion_tokens_details"))
         return Usage(
-            input_tokens=_int(prompt),
-            cached_input_tokens=_int(_get(pdet, "cached_tokens")),
-            cache_write_tokens=_int(_get(pdet, "cache_write_tokens")),
-            output_tokens=_int(_get(usage, "completion_tokens")),
-            reasoning_tokens=_int(_get(cdet, "reasoning_tokens")),
-            audio_input_tokens=_int(_get(pdet, "audio_tokens")),
-            audio_output_tokens=_int(_get(cdet, "audio_tokens")),
+            _int(prompt),
+            _int(pdet.get("cached_tokens")),
+            _int(pdet.get("cache_write_tokens")),
+            _int(u.get("completion_tokens")),
+            _int(cdet.get("reasoning_tokens")),
+            _int(pdet.get("audio_tokens")),
+            _int(cdet.get("audio_tokens")),
         )
-    inp = _get(usage, "input_tokens")
+    if u.get("type") == "duration":  # audio billed by the second: no tokens
+        return None
+    inp = u.get("input_tokens")
     if inp is not None:  # Responses, Images, Audio transcriptions
-        idet = _get(usage, "input_tokens_details") or _get(usage, "input_token_details")
-        odet = _get(usage, "output_tokens_details")
+        idet = field_map(u.get("input_tokens_details") or u.get("input_token_details"))
+        odet = field_map(u.get("output_tokens_details"))
         return Usage(
-            input_tokens=_int(inp),
-            cached_input_tokens=_int(_get(idet, "cached_tokens")),
-            cache_write_tokens=_int(_get(idet, "cache_write_tokens")),
-            output_tokens=_int(_get(usage, "output_tokens")),
-            reasoning_tokens=_int(_get(odet, "reasoning_tokens")),
-            audio_input_tokens=_int(_get(idet, "audio_tokens")),
-            audio_output_tokens=_int(_get(odet, "audio_tokens")),
+            _int(inp),
+            _int(idet.get("cached_tokens")),
+            _int(idet.get("cache_write_tokens")),
+            _int(u.get("output_tokens")),
+            _int(odet.get("reasoning_tokens")),
+            _int(idet.get("audio_tokens")),
+            _int(odet.get("audio_tokens")),
         )
     return None
 
@@ -106,12 +126,14 @@ def _text(value: object) -> str | None:
 def read_result(result: object) -> ResultInfo:
     """Usage, model and service tier of a non-streamed result (or a stream's final
     chunk or event). Responses-API events carry them in ``event.response``."""
-    inner = _get(result, "response")
-    if inner is not None and not isinstance(inner, str | bytes) and (
-            _get(inner, "usage") is not None or _get(inner, "model") is not None):
-        result = inner
+    fields = field_map(result)
+    inner = fields.get("response")
+    if inner is not None and not isinstance(inner, str | bytes):
+        inner_fields = field_map(inner)
+        if inner_fields.get("usage") is not None or inner_fields.get("model") is not None:
+            fields = inner_fields
     return ResultInfo(
-        usage=read_usage(_get(result, "usage")),
-        model=_text(_get(result, "model")),
-        service_tier=_text(_get(result, "service_tier")),
+        usage=read_usage(fields.get("usage")),
+        model=_text(fields.get("model")),
+        service_tier=_text(fields.get("service_tier")),
     )

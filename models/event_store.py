@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import Engine
@@ -70,7 +71,7 @@ class EventStore:
     # -- SQLite ---------------------------------------------------------------
     def _insert_sqlite(self, events: Sequence[UsageEvent], replay: bool) -> None:
         now = dt.datetime.now(UTC).strftime(SQLITE_DATETIME_FORMAT)
-        rows = [_sqlite_row(e, now) for e in events]
+        rows = _sliced(events, lambda e: _sqlite_row(e, now))
         sql = (f"INSERT INTO usage_events ({_QUOTED}) VALUES "
                f"({', '.join('?' * len(EVENT_COLUMNS))}) ON CONFLICT(id) DO NOTHING")
         with begin_write(self.engine) as conn:
@@ -83,7 +84,7 @@ class EventStore:
     # -- PostgreSQL -----------------------------------------------------------
     def _insert_postgres(self, events: Sequence[UsageEvent], replay: bool) -> None:
         now = dt.datetime.now(UTC)
-        rows = [_pg_row(e, now) for e in events]
+        rows = _sliced(events, lambda e: _pg_row(e, now))
         if not replay:
             try:
                 with self.engine.begin() as conn:
@@ -111,6 +112,17 @@ class EventStore:
             copy.set_types([_pg_type(c) for c in EVENT_COLUMNS])
             for row in rows:
                 copy.write_row(row)
+
+
+def _sliced(events: Sequence[UsageEvent],
+            row: Callable[[UsageEvent], tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """Rows for ``events``, yielding the GIL every 64 rows: this runs on the sink's
+    background thread, and must not stall the application's threads."""
+    out = []
+    for i in range(0, len(events), 64):
+        out.extend(row(e) for e in events[i:i + 64])
+        time.sleep(0)
+    return out
 
 
 def _sqlite_row(e: UsageEvent, now: str) -> tuple[object, ...]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -50,6 +51,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 2048  # the stdlib's 5 resets connections under load
     allow_reuse_address = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return  # a client closed its keep-alive connection: normal
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class FakeOpenAI:
@@ -102,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body leave at once (no 40 ms stall)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     # -- plumbing ---------------------------------------------------------------
@@ -153,7 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
         return json.loads(raw) if raw else default
 
     # -- routing -----------------------------------------------------------------
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+    def do_POST(self) -> None:
         path = re.sub(r"/deployments/[^/]+", "", self.path.split("?")[0])  # Azure routes
         body = self._body()
         self.fake.count(path)

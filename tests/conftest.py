@@ -32,7 +32,7 @@ def postgres_unavailable() -> str | None:
                 conn.execute(text("select 1"))
             engine.dispose()
             _pg_state["reason"] = None
-        except Exception as exc:  # noqa: BLE001 - any failure means "not here"
+        except Exception as exc:
             _pg_state["reason"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
     return _pg_state["reason"]
 
