@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from openai import AsyncOpenAI, OpenAI
@@ -44,17 +47,30 @@ def _median_added(bare: Callable[[], float], instrumented: Callable[[], float],
     return statistics.median(b), statistics.median(i), statistics.median(d)
 
 
+@contextlib.contextmanager
+def _server_process() -> Iterator[str]:
+    """The fake API in its own process, as a real API is remote: a server in this
+    process would compete with the client and the sink for one GIL."""
+    proc = subprocess.Popen([sys.executable, "-m", "spendwatch.fake_openai"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def bench_calls(rounds: int, calls: int) -> None:
     import collector
-    from spendwatch.fake_openai import FakeOpenAI
 
     tmp = tempfile.mkdtemp()
     collector.configure(database_url=f"sqlite:///{tmp}/bench.db", spool_dir=f"{tmp}/spool")
-    with FakeOpenAI() as server:
-        bare = OpenAI(base_url=server.base_url, api_key="x")
-        inst = collector.instrument(OpenAI(base_url=server.base_url, api_key="x"))
-        abare = AsyncOpenAI(base_url=server.base_url, api_key="x")
-        ainst = collector.instrument(AsyncOpenAI(base_url=server.base_url, api_key="x"))
+    with _server_process() as base_url:
+        bare = OpenAI(base_url=base_url, api_key="x")
+        inst = collector.instrument(OpenAI(base_url=base_url, api_key="x"))
+        abare = AsyncOpenAI(base_url=base_url, api_key="x")
+        ainst = collector.instrument(AsyncOpenAI(base_url=base_url, api_key="x"))
 
         def sync_round(client: OpenAI) -> Callable[[], float]:
             def run() -> float:
@@ -64,12 +80,12 @@ def bench_calls(rounds: int, calls: int) -> None:
                 return (time.perf_counter() - t) / calls * 1e6
             return run
 
-        def stream_round(client: OpenAI) -> Callable[[], float]:
+        def stream_round(client: OpenAI, **kwargs: object) -> Callable[[], float]:
             def run() -> float:
                 t = time.perf_counter()
                 for _ in range(calls):
                     for _ in client.chat.completions.create(model="m", messages=MSG,
-                                                            stream=True):
+                                                            stream=True, **kwargs):
                         pass
                 return (time.perf_counter() - t) / calls * 1e6
             return run
@@ -92,13 +108,18 @@ def bench_calls(rounds: int, calls: int) -> None:
         print(f"\n1. added per call: {rounds} alternating rounds of {calls} calls, "
               f"medians (target <= 15 us)")
         print(f"   {'kind':<10}{'bare us/call':>14}{'instrumented':>14}{'added us':>10}")
+        with_usage = {"stream_options": {"include_usage": True}}
         for kind, b, i in (("sync", sync_round(bare), sync_round(inst)),
                            ("async", async_round(abare), async_round(ainst)),
-                           ("streaming", stream_round(bare), stream_round(inst))):
+                           ("streaming", stream_round(bare, **with_usage), stream_round(inst)),
+                           ("stream*", stream_round(bare), stream_round(inst))):
             mb, mi, md = _median_added(b, i, rounds)
             print(f"   {kind:<10}{mb:>14.0f}{mi:>14.0f}{md:>10.1f}")
             collector.flush(30)
         loop.close()
+        print("   streaming: the bare client asks for usage too (include_usage), as the\n"
+              "   wrapper does for you; stream*: against a bare client that does not, i.e.\n"
+              "   including the cost of receiving and parsing the extra usage chunk.")
         # The part of the added cost that is ours alone, without the network's noise:
         # build the event and enqueue it, as the wrapper does after the call returns.
         from openai.types.chat import ChatCompletion

@@ -16,6 +16,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures.thread import _worker as _pool_worker
 from contextlib import contextmanager
 from types import MappingProxyType
 from typing import ParamSpec, TypeVar
@@ -42,7 +43,7 @@ def validate_tags(values: Mapping[str, object]) -> dict[str, str | None]:
     """Check tag names and values; ``None`` means "unset in this block"."""
     out: dict[str, str | None] = {}
     for name, value in values.items():
-        if not isinstance(name, str) or not _NAME.match(name) or len(name) > \
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or len(name) > \
                 MAX_TAG_NAME_LENGTH:
             raise TagError(f"tag name {name!r} is not valid; use letters, digits, '_', "
                            f"'.' or '-', starting with a letter, at most "
@@ -56,7 +57,7 @@ def validate_tags(values: Mapping[str, object]) -> dict[str, str | None]:
         if len(value) > MAX_TAG_LENGTH:
             raise TagError(f"tag {name}={value[:40]!r}... is {len(value)} characters long; "
                            f"the limit is {MAX_TAG_LENGTH}")
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        if not value.isprintable():  # control characters (C0, C1), line separators
             raise TagError(f"tag {name}={value!r} contains a control character; remove it")
         out[name] = value
     return out
@@ -118,7 +119,9 @@ def _install_thread_propagation() -> None:
 
         def start(self: threading.Thread) -> None:
             captured = _TAGS.get()
-            if captured:
+            # An executor's worker outlives the block that happened to start it: its
+            # jobs get their tags from submit() instead.
+            if captured and getattr(self, "_target", None) is not _pool_worker:
                 self.run = _with_tags(captured, self.run)  # type: ignore[method-assign]
             original_start(self)
 

@@ -56,7 +56,7 @@ def field_map(obj: object) -> Mapping[str, object]:
     have goes through pydantic's ``__getattr__`` and an exception, 10x slower."""
     if obj is None:
         return _EMPTY
-    if type(obj) is dict:
+    if isinstance(obj, dict):
         return obj
     fields = getattr(obj, "__dict__", None)
     if fields is not None:

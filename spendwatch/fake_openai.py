@@ -2,7 +2,8 @@
 the demo: the real ``openai`` SDK talks to it over real HTTP.
 
 It answers ``/v1/chat/completions`` (JSON and SSE), ``/v1/responses`` (JSON and
-SSE), ``/v1/embeddings``, ``/v1/moderations`` and ``/v1/completions``. A request
+SSE), ``/v1/embeddings``, ``/v1/moderations``, ``/v1/completions``,
+``/v1/images/generations`` and ``/v1/audio/transcriptions``. A request
 steers it with headers (sent with ``extra_headers=``):
 
 ``x-fake-fail: 429|500|400|drop``   answer with that error (``drop``: close the
@@ -119,7 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
         ctype = self.headers.get("content-type", "")
         if raw and ctype.startswith("application/json"):
             return json.loads(raw)
-        return {}
+        return {}  # multipart uploads (audio, image edits): the fake ignores the bytes
 
     def _send_json(self, status: int, payload: object, request_id: str) -> None:
         data = json.dumps(payload).encode()
@@ -185,6 +186,8 @@ class _Handler(BaseHTTPRequestHandler):
             "/v1/embeddings": self._embeddings,
             "/v1/moderations": self._moderations,
             "/v1/completions": self._completions,
+            "/v1/images/generations": self._images,
+            "/v1/audio/transcriptions": self._transcription,
         }
         route = routes.get(path)
         if route is None:
@@ -293,6 +296,40 @@ class _Handler(BaseHTTPRequestHandler):
             payload["usage"] = usage
         self._send_json(200, payload, request_id)
 
+    def _images(self, body: dict[str, object], request_id: str) -> None:
+        usage = self._header_json("x-fake-usage", {
+            "input_tokens": 50, "output_tokens": 4160, "total_tokens": 4210,
+            "input_tokens_details": {"text_tokens": 50, "image_tokens": 0}})
+        payload: dict[str, object] = {"created": int(time.time()),
+                                      "data": [{"b64_json": "aGVsbG8="}]}
+        if usage is not None:
+            payload["usage"] = usage
+        self._send_json(200, payload, request_id)
+
+    def _transcription(self, body: dict[str, object], request_id: str) -> None:
+        usage = self._header_json("x-fake-usage", {
+            "type": "tokens", "input_tokens": 120, "output_tokens": 30, "total_tokens": 150,
+            "input_token_details": {"audio_tokens": 110, "text_tokens": 10}})
+        payload: dict[str, object] = {"text": "hello"}
+        if usage is not None:
+            payload["usage"] = usage
+        self._send_json(200, payload, request_id)
+
     def _moderations(self, body: dict[str, object], request_id: str) -> None:
         self._send_json(200, {"id": "modr-fake", "model": self._model(body), "results": [{
             "flagged": False, "categories": {}, "category_scores": {}}]}, request_id)
+
+
+def main() -> None:  # pragma: no cover - used by the benchmark
+    """``python -m spendwatch.fake_openai [PORT]``: serve until killed; prints the URL."""
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    server = FakeOpenAI(port=port).start()
+    print(server.base_url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -20,9 +20,10 @@ __all__ = ["SETTINGS", "Setting", "Settings", "config_file_path", "default_data_
            "load_settings"]
 
 
-def default_data_dir() -> Path:
+def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
     """``$XDG_DATA_HOME/spendwatch``, else ``~/.local/share/spendwatch``."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    env = os.environ if env is None else env
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "spendwatch"
 
 
@@ -127,21 +128,33 @@ class Settings:
         return _BY_NAME[name].env
 
 
-def _read_config_file(path: Path) -> dict[str, str]:
+def _read_config_file(path: Path, explicit: bool) -> dict[str, str]:
     if not path.is_file():
+        if explicit:
+            raise ConfigurationError(f"SPENDWATCH_CONFIG names {path}, which is not a file; "
+                                     f"create it or unset SPENDWATCH_CONFIG")
         return {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"cannot read config file {path}: {exc}; fix the file "
                                  f"or point SPENDWATCH_CONFIG elsewhere") from exc
-    table = data.get("spendwatch", data)
+    table: object = data
+    if "spendwatch" in data:
+        table = data["spendwatch"]
+        others = sorted(k for k in data if k != "spendwatch")
+        if not isinstance(table, dict) or others:
+            raise ConfigurationError(f"{path}: put every setting in the [spendwatch] table "
+                                     f"(found {', '.join(others) or 'spendwatch = ...'} "
+                                     f"outside it)")
     out: dict[str, str] = {}
-    for key, value in table.items():
+    for key, value in table.items():  # type: ignore[union-attr]
         if key not in _BY_NAME:
             known = ", ".join(sorted(_BY_NAME))
             raise ConfigurationError(f"{path}: unknown setting {key!r}; known settings: "
                                      f"{known}")
+        if isinstance(value, dict | list):
+            raise ConfigurationError(f"{path}: setting {key!r} must be a single value")
         out[key] = str(value)
     return out
 
@@ -157,7 +170,7 @@ def load_settings(overrides: Mapping[str, object | None] | None = None,
         if key not in _BY_NAME:
             raise ConfigurationError(f"unknown setting {key!r}")
     path = config_file_path(env)
-    from_file = _read_config_file(path)
+    from_file = _read_config_file(path, explicit=bool(env.get("SPENDWATCH_CONFIG")))
 
     raw: dict[str, str] = {}
     for setting in SETTINGS:
@@ -171,7 +184,7 @@ def load_settings(overrides: Mapping[str, object | None] | None = None,
             raw[setting.name] = setting.default
 
     if not raw["data_dir"]:
-        raw["data_dir"] = str(default_data_dir())
+        raw["data_dir"] = str(default_data_dir(env))
     raw["data_dir"] = str(Path(raw["data_dir"]).expanduser())
     values: dict[str, object] = {}
     for setting in SETTINGS:

@@ -300,3 +300,18 @@ def test_async_calls_and_streams(fake_openai, recording):
     assert rows[4].error_kind == "rate_limit" and rows[4].attempts == 3
     assert not rows[5].usage_reported
     assert all(r.project == "p" for r in rows)
+
+
+def test_images_and_audio_report_token_usage(fake_openai, recording):
+    c = client(fake_openai)
+    c.images.generate(model="gpt-image-1", prompt="a cat")
+    c.audio.transcriptions.create(model="gpt-4o-transcribe", file=("a.wav", b"RIFF0000"))
+    c.audio.transcriptions.create(
+        model="whisper-1", file=("a.wav", b"RIFF0000"),
+        extra_headers={"x-fake-usage": '{"type": "duration", "seconds": 3.5}'})
+    assert collector.flush(10)
+    img, audio, whisper = events(recording)
+    assert (img.endpoint, img.input_tokens, img.output_tokens) == ("images.generate", 50, 4160)
+    assert (audio.endpoint, audio.input_tokens, audio.audio_input_tokens,
+            audio.output_tokens) == ("audio.transcriptions", 120, 110, 30)
+    assert not whisper.usage_reported  # billed by the second: no tokens to record
