@@ -109,7 +109,9 @@ def bench_calls(rounds: int, calls: int) -> None:
               f"medians (target <= 15 us)")
         print(f"   {'kind':<10}{'bare us/call':>14}{'instrumented':>14}{'added us':>10}")
         with_usage = {"stream_options": {"include_usage": True}}
-        for kind, b, i in (("sync", sync_round(bare), sync_round(inst)),
+        bare2 = OpenAI(base_url=base_url, api_key="x")
+        for kind, b, i in (("A/A", sync_round(bare), sync_round(bare2)),
+                           ("sync", sync_round(bare), sync_round(inst)),
                            ("async", async_round(abare), async_round(ainst)),
                            ("streaming", stream_round(bare, **with_usage), stream_round(inst)),
                            ("stream*", stream_round(bare), stream_round(inst))):
@@ -117,9 +119,10 @@ def bench_calls(rounds: int, calls: int) -> None:
             print(f"   {kind:<10}{mb:>14.0f}{mi:>14.0f}{md:>10.1f}")
             collector.flush(30)
         loop.close()
-        print("   streaming: the bare client asks for usage too (include_usage), as the\n"
-              "   wrapper does for you; stream*: against a bare client that does not, i.e.\n"
-              "   including the cost of receiving and parsing the extra usage chunk.")
+        print("   A/A: two bare clients, i.e. the noise floor of this comparison. streaming:\n"
+              "   the bare client asks for usage too (include_usage), as the wrapper does for\n"
+              "   you; stream*: against one that does not (adds the usage chunk's parsing).")
+        bench_in_memory(rounds)
         # The part of the added cost that is ours alone, without the network's noise:
         # build the event and enqueue it, as the wrapper does after the call returns.
         from openai.types.chat import ChatCompletion
@@ -138,6 +141,50 @@ def bench_calls(rounds: int, calls: int) -> None:
         per = (time.perf_counter() - t) / n * 1e6
         print(f"   recorder alone (build the event from a ChatCompletion): {per:.1f} us/call")
     collector.get_sink().close()
+
+
+def bench_in_memory(rounds: int, calls: int = 2000) -> None:
+    """The real SDK over an in-memory httpx transport: no sockets, no server, so the
+    difference that instrument() makes is far above the noise."""
+    import json
+
+    import httpx2
+
+    import collector
+    from spendwatch.fake_openai import CHAT_USAGE
+
+    body = json.dumps({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+                       "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                           "role": "assistant", "content": "hi"}}],
+                       "usage": CHAT_USAGE}).encode()
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=body, headers={
+            "content-type": "application/json", "x-request-id": "req_1"})
+
+    def make() -> OpenAI:
+        return OpenAI(base_url="http://api.invalid/v1", api_key="x",
+                      http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+
+    bare, bare2 = make(), make()
+    inst = collector.instrument(make())
+
+    def run(client: OpenAI) -> Callable[[], float]:
+        def go() -> float:
+            t = time.perf_counter()
+            for _ in range(calls):
+                client.chat.completions.create(model="m", messages=MSG)
+            return (time.perf_counter() - t) / calls * 1e6
+        return go
+
+    run(bare)()
+    run(inst)()
+    _, _, aa = _median_added(run(bare), run(bare2), rounds)
+    mb, mi, md = _median_added(run(bare), run(inst), rounds)
+    print(f"   in-memory transport (real SDK, no socket), {rounds} rounds of {calls}: "
+          f"bare {mb:.0f} us, instrumented {mi:.0f} us, added {md:.1f} us "
+          f"(A/A {aa:+.1f} us); sink writes to SQLite meanwhile")
+    collector.flush(30)
 
 
 def _events(n: int) -> list:

@@ -13,13 +13,13 @@ so no async-generator finalisation is involved.
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from openai import AsyncStream, Stream
 
 from ._recorder import Call
 
-__all__ = ["observe_stream"]
+__all__ = ["hook_close", "observe_stream"]
 
 
 class _SyncChunks:
@@ -82,30 +82,47 @@ class _AsyncChunks:
             await aclose()
 
 
-def observe_stream(call: Call, stream: Stream[object] | AsyncStream[object]) -> None:
-    """Instrument ``stream`` in place for ``call``."""
-    call.start_stream()
-    response = stream.response
-    if isinstance(stream, AsyncStream):
-        stream._iterator = _AsyncChunks(stream._iterator, call)  # type: ignore[assignment]
-        original_aclose = response.aclose
+def hook_close(response: object, on_close: Callable[[], None], is_async: bool) -> None:
+    """Call ``on_close`` after ``response.close()`` / ``aclose()``.
+
+    The hook is stored on the response itself, so it refers to the response only
+    weakly: a strong reference would make a cycle that keeps every finished response
+    (headers, buffers) alive until the cyclic garbage collector runs, which measurably
+    slows the whole application down."""
+    ref = weakref.ref(response)
+    if is_async:
+        original_aclose = type(response).aclose  # type: ignore[attr-defined]
 
         async def aclose() -> None:
             try:
-                await original_aclose()
+                target = ref()
+                if target is not None:
+                    await original_aclose(target)
             finally:
-                call.finish_stream()
+                on_close()
 
-        response.aclose = aclose  # type: ignore[method-assign]
+        response.aclose = aclose  # type: ignore[attr-defined]
     else:
-        stream._iterator = _SyncChunks(stream._iterator, call)  # type: ignore[assignment]
-        original_close = response.close
+        original_close = type(response).close  # type: ignore[attr-defined]
 
         def close() -> None:
             try:
-                original_close()
+                target = ref()
+                if target is not None:
+                    original_close(target)
             finally:
-                call.finish_stream()
+                on_close()
 
-        response.close = close  # type: ignore[method-assign]
+        response.close = close  # type: ignore[attr-defined]
+
+
+def observe_stream(call: Call, stream: Stream[object] | AsyncStream[object]) -> None:
+    """Instrument ``stream`` in place for ``call``."""
+    call.start_stream()
+    is_async = isinstance(stream, AsyncStream)
+    if is_async:
+        stream._iterator = _AsyncChunks(stream._iterator, call)  # type: ignore[assignment]
+    else:
+        stream._iterator = _SyncChunks(stream._iterator, call)  # type: ignore[assignment]
+    hook_close(stream.response, call.finish_stream, is_async)
     weakref.finalize(stream, call.finish_stream)

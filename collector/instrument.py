@@ -19,7 +19,7 @@ from spendwatch.errors import InstrumentationError
 
 from ._hooks import CURRENT_CALL, install_hooks
 from ._recorder import Call, ClientInfo
-from ._streams import observe_stream
+from ._streams import hook_close, observe_stream
 from .tagging import validate_tags
 from .targets import TARGETS, Target
 
@@ -174,26 +174,7 @@ def _finish_on_close(call: Call, result: openai._response.BaseAPIResponse[object
             log.debug("spendwatch: no usage in a streamed-response body", exc_info=True)
         call.finish_stream()
 
-    if call.client.is_async:
-        original_aclose = http.aclose
-
-        async def aclose() -> None:
-            try:
-                await original_aclose()
-            finally:
-                finish()
-
-        http.aclose = aclose  # type: ignore[method-assign]
-    else:
-        original_close = http.close
-
-        def close() -> None:
-            try:
-                original_close()
-            finally:
-                finish()
-
-        http.close = close  # type: ignore[method-assign]
+    hook_close(http, finish, call.client.is_async)
 
 
 def _wrap(original: Callable[..., object], target: Target,

@@ -151,7 +151,7 @@ def test_config_file_not_utf8(env, tmp_path):
 
 def test_explicit_config_file_must_exist(tmp_path: Path, env: dict[str, str]) -> None:
     env["SPENDWATCH_CONFIG"] = str(tmp_path / "absent.toml")
-    with pytest.raises(ConfigurationError, match="absent.toml"):
+    with pytest.raises(ConfigurationError, match=r"absent\.toml"):
         load_settings(env=env)
 
 
