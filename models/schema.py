@@ -8,18 +8,35 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     Float,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
+    Text,
+    UniqueConstraint,
     Uuid,
 )
 
-from models.types import UTCDateTime
+from models.types import Money, UTCDateTime
 
-__all__ = ["EVENT_COLUMNS", "metadata", "usage_events"]
+__all__ = [
+    "DAILY_KEYS",
+    "EVENT_COLUMNS",
+    "LATENCY_EDGES_MS",
+    "MONTHLY_KEYS",
+    "PRICE_COLUMNS",
+    "ROLLUP_SUMS",
+    "metadata",
+    "org_prices",
+    "rollup_daily",
+    "rollup_monthly",
+    "rollup_state",
+    "usage_events",
+]
 
 metadata = MetaData()
 
@@ -64,3 +81,110 @@ usage_events = Table(
 
 #: Column order used by the fast insert paths.
 EVENT_COLUMNS: tuple[str, ...] = tuple(c.name for c in usage_events.columns)
+
+
+#: Prices in USD per million tokens, one column per kind of token.
+PRICE_COLUMNS = ("input_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok",
+                 "output_per_mtok", "audio_input_per_mtok", "audio_output_per_mtok")
+
+#: The organisation's own price table (``spendwatch prices apply FILE``): negotiated
+#: prices (``kind = contract``) and prices of models the list does not know
+#: (``kind = list``: fine-tunes, self-hosted models), each from an effective date.
+org_prices = Table(
+    "org_prices",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(200), nullable=False,
+           comment="exact model name, or a prefix ending in '*'"),
+    Column("service_tier", String(32), nullable=False,
+           comment="default|flex|priority|batch, or * for every tier"),
+    Column("kind", String(16), nullable=False, comment="contract|list"),
+    Column("effective_from", Date, nullable=False, comment="first UTC day the row applies"),
+    *(Column(name, Money()) for name in PRICE_COLUMNS),
+    Column("note", Text),
+    Column("source", String(500), comment="file and line it was applied from"),
+    Column("applied_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("model", "service_tier", "kind", "effective_from",
+                     name="uq_org_prices_row"),
+)
+
+#: Upper edges (ms) of the latency and time-to-first-token histogram buckets; the
+#: last bucket is open. Counts per bucket add up across rows, so percentiles of any
+#: group of rows come from the merged histogram.
+LATENCY_EDGES_MS = (10, 25, 50, 100, 150, 250, 400, 600, 800, 1000, 1500, 2000, 3000,
+                    5000, 8000, 12000, 20000, 30000, 60000)
+LATENCY_BUCKETS = tuple(f"lat_{i:02d}" for i in range(len(LATENCY_EDGES_MS) + 1))
+TTFT_BUCKETS = tuple(f"ttft_{i:02d}" for i in range(len(LATENCY_EDGES_MS) + 1))
+
+#: Keys of a daily rollup row. ``day`` is the calendar day in the reporting timezone;
+#: ``price_date`` the UTC day (prices change at 00:00 UTC, so a local day in another
+#: timezone can span two). Missing tags are stored as ''.
+DAILY_KEYS = ("day", "price_date", "model", "service_tier", "is_batch", "endpoint", "team",
+              "project", "user")
+MONTHLY_KEYS = ("month", "model", "service_tier", "is_batch", "endpoint", "team", "project")
+
+#: Additive measures of a rollup row.
+ROLLUP_SUMS = (
+    "requests", "errors_rate_limit", "errors_client", "errors_server", "errors_network",
+    "errors_other", "streamed", "retries", "usage_missing",
+    "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
+    "reasoning_tokens", "audio_input_tokens", "audio_output_tokens",
+    "latency_count", "latency_sum_ms", "ttft_count", "ttft_sum_ms",
+    *LATENCY_BUCKETS, *TTFT_BUCKETS,
+)
+_FLOAT_SUMS = {"latency_sum_ms", "ttft_sum_ms"}
+
+
+def _measures() -> list[Column[object]]:
+    cols: list[Column[object]] = [
+        Column(name, Float if name in _FLOAT_SUMS else BigInteger, nullable=False, default=0)
+        for name in ROLLUP_SUMS
+    ]
+    cols += [
+        Column("cost_list", Money(), comment="NULL when the model is unpriced"),
+        Column("cost_contract", Money(), comment="contracted price, else the list price"),
+        Column("price_ref", String(300), comment="the list price row used"),
+        Column("contract_ref", String(300), comment="the contract price row used"),
+        Column("unpriced_tokens", BigInteger, nullable=False, default=0),
+    ]
+    return cols
+
+
+rollup_daily = Table(
+    "rollup_daily",
+    metadata,
+    Column("day", Date, nullable=False),
+    Column("price_date", Date, nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("service_tier", String(32), nullable=False),
+    Column("is_batch", Boolean, nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("team", String(200), nullable=False),
+    Column("project", String(200), nullable=False),
+    Column("user", String(200), nullable=False),
+    *_measures(),
+    PrimaryKeyConstraint(*DAILY_KEYS, name="pk_rollup_daily"),
+)
+
+rollup_monthly = Table(
+    "rollup_monthly",
+    metadata,
+    Column("month", Date, nullable=False, comment="first day of the month"),
+    Column("model", String(200), nullable=False),
+    Column("service_tier", String(32), nullable=False),
+    Column("is_batch", Boolean, nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("team", String(200), nullable=False),
+    Column("project", String(200), nullable=False),
+    *_measures(),
+    PrimaryKeyConstraint(*MONTHLY_KEYS, name="pk_rollup_monthly"),
+)
+
+#: Small named values the rollup keeps between runs (watermark, timezone).
+rollup_state = Table(
+    "rollup_state",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)

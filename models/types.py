@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Numeric, String
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["SQLITE_DATETIME_FORMAT", "UTCDateTime", "to_utc"]
+__all__ = ["SQLITE_DATETIME_FORMAT", "Money", "UTCDateTime", "to_utc"]
 
 UTC = dt.UTC
 SQLITE_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -50,3 +51,36 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class Money(TypeDecorator[Decimal]):
+    """An exact decimal amount of money on every database.
+
+    PostgreSQL stores ``NUMERIC(38, 18)``; SQLite's ``Numeric`` is a float, so there
+    the value is stored as its decimal text. Prices as small as $0.005 per million
+    tokens and the costs made from them stay exact. Floats are refused.
+    """
+
+    impl = String(64)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[object]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(38, 18))
+        return dialect.type_descriptor(String(64))
+
+    def process_bind_param(self, value: Decimal | int | str | None,
+                           dialect: Dialect) -> object:
+        if value is None:
+            return None
+        if isinstance(value, float):
+            raise TypeError(f"money must be a Decimal, not the float {value!r}")
+        amount = Decimal(value)
+        if dialect.name == "postgresql":
+            return amount
+        return format(amount, "f")
+
+    def process_result_value(self, value: object, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(str(value)) if not isinstance(value, Decimal) else value

@@ -13,10 +13,12 @@ __all__ = [
     "DatabaseURLError",
     "DatabaseUnavailableError",
     "InstrumentationError",
+    "PriceFileError",
     "SchemaOutdatedError",
     "SpendwatchError",
     "SpoolError",
     "TagError",
+    "UnknownModelError",
 ]
 
 
@@ -50,3 +52,11 @@ class TagError(SpendwatchError, ValueError):
 
 class SpoolError(SpendwatchError, OSError):
     """The local spool directory cannot be created or written."""
+
+
+class PriceFileError(ConfigurationError):
+    """A price file is refused as a whole (the message names file, line and fix)."""
+
+
+class UnknownModelError(SpendwatchError, LookupError):
+    """No price is known for a model (it is ``unpriced``)."""
