@@ -70,6 +70,18 @@ def _log_level(name: str, raw: str) -> str:
     return level
 
 
+def _timezone(name: str, raw: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    value = raw.strip() or "UTC"
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigurationError(f"{name}={raw!r} is not a timezone; use an IANA name such "
+                                 f"as UTC, Europe/Paris or America/New_York") from None
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     """One row of the settings table."""
@@ -104,6 +116,9 @@ SETTINGS: tuple[Setting, ...] = (
             "to fill before writing what it has.", _positive_float),
     Setting("exit_timeout", "5", "Seconds spent at interpreter exit or SIGTERM writing "
             "queued events; what is left goes to the spool.", _positive_float),
+    Setting("timezone", "UTC", "Reporting timezone (IANA name): days and months of rollups, "
+            "reports and budgets are calendar periods in it. UTC is OpenAI's billing day.",
+            _timezone),
     Setting("log_level", "INFO", "Log level of spendwatch's own loggers (they print nothing "
             "unless the application configures logging).", _log_level),
 )
@@ -121,6 +136,7 @@ class Settings:
     batch_size: int
     flush_interval: float
     exit_timeout: float
+    timezone: str
     log_level: str
     config_file: str = ""
 

@@ -1,0 +1,452 @@
+"""Which price applies to a model on a day: the organisation's own rows first, then
+the list prices bundled with ``genai-prices`` (offline).
+
+A :class:`PriceRow` is what a cost is computed from; its ``ref`` is recorded beside
+the cost and its ``why`` explains the choice in one sentence.
+
+Matching rules (the same for ``list`` and ``contract`` org rows):
+
+* an exact model name beats a prefix pattern (``"ft:gpt-4o-mini*"``), and the
+  longest matching prefix beats a shorter one;
+* a row for the exact tier beats one for ``"*"``;
+* then the row with the latest ``effective_from`` on or before the day applies.
+
+Tiers: ``None``, ``""``, ``"auto"`` and ``"default"`` are ``default``; a batch call
+is priced at the ``batch`` rate whatever its tier. Days are UTC calendar days.
+A model nobody knows has no price (``None``): never a default price, never $0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from genai_prices import __version__ as _LIBRARY_VERSION
+from genai_prices.types import (
+    ClauseAnd,
+    ClauseContains,
+    ClauseEndsWith,
+    ClauseEquals,
+    ClauseOr,
+    ClauseRegex,
+    ClauseStartsWith,
+    ModelInfo,
+    ModelPrice,
+    Provider,
+    StartDateConstraint,
+    TieredPrices,
+)
+from sqlalchemy import Engine, select
+
+__all__ = [
+    "KINDS",
+    "LIBRARY_LABEL",
+    "ORG_TIERS",
+    "OrgPrice",
+    "PriceBook",
+    "PriceRow",
+    "format_price",
+    "normalise_tier",
+]
+
+#: Tiers an org row may name ("*" means every tier).
+ORG_TIERS = ("default", "flex", "priority", "batch", "*")
+#: Kinds of org rows.
+KINDS = ("contract", "list")
+#: How the bundled list prices are named in ``PriceRow.ref``.
+LIBRARY_LABEL = f"genai-prices {_LIBRARY_VERSION}"
+
+log = logging.getLogger("spendwatch.pricing")
+
+_DEFAULT_ALIASES = ("", "auto", "default")
+_KNOWN_TIERS = ("default", "flex", "priority")
+_REF_MAX = 300  # rollup_daily.price_ref is String(300)
+# genai-prices ModelPrice attribute for each of our price fields
+_LIBRARY_KEYS = {
+    "input_per_mtok": "input_mtok",
+    "cached_input_per_mtok": "cache_read_mtok",
+    "cache_write_per_mtok": "cache_write_mtok",
+    "output_per_mtok": "output_mtok",
+    "audio_input_per_mtok": "input_audio_mtok",
+    "audio_output_per_mtok": "output_audio_mtok",
+}
+
+
+@dataclass(frozen=True)
+class OrgPrice:
+    """One row of the organisation's price table (``org_prices``), or of a price file."""
+
+    model: str
+    service_tier: str
+    kind: str
+    effective_from: dt.date
+    input_per_mtok: Decimal
+    output_per_mtok: Decimal
+    cached_input_per_mtok: Decimal | None = None
+    cache_write_per_mtok: Decimal | None = None
+    audio_input_per_mtok: Decimal | None = None
+    audio_output_per_mtok: Decimal | None = None
+    note: str | None = None
+    #: where it came from, e.g. "prices.toml:7"
+    source: str | None = None
+    #: ``org_prices.id`` once stored
+    id: int | None = None
+    #: line of its ``[[price]]`` header in a price file
+    line: int | None = None
+    applied_at: dt.datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, dt.date]:
+        """The unique key of the row: (model, service_tier, kind, effective_from)."""
+        return (self.model, self.service_tier, self.kind, self.effective_from)
+
+    @property
+    def prices(self) -> tuple[Decimal | None, ...]:
+        """The six prices in ``models.schema.PRICE_COLUMNS`` order."""
+        return (self.input_per_mtok, self.cached_input_per_mtok, self.cache_write_per_mtok,
+                self.output_per_mtok, self.audio_input_per_mtok, self.audio_output_per_mtok)
+
+    @property
+    def ref(self) -> str:
+        """How a cost names this row."""
+        where = _short_source(self.source)
+        if self.id is not None:
+            text = f"org_prices #{self.id}" + (f" ({where})" if where else "")
+        else:
+            text = (f"org {self.kind} {self.model} {self.service_tier} from "
+                    f"{self.effective_from.isoformat()}" + (f" ({where})" if where else ""))
+        return text[:_REF_MAX]
+
+
+@dataclass(frozen=True)
+class PriceRow:
+    """USD per million tokens for one model, tier and day, and where it came from."""
+
+    ref: str
+    source: str
+    kind: str
+    model: str
+    service_tier: str
+    effective_from: dt.date | None
+    input_per_mtok: Decimal
+    cached_input_per_mtok: Decimal | None
+    cache_write_per_mtok: Decimal | None
+    output_per_mtok: Decimal
+    audio_input_per_mtok: Decimal | None
+    audio_output_per_mtok: Decimal | None
+    why: str
+
+
+def normalise_tier(service_tier: str | None, is_batch: bool) -> tuple[str, bool]:
+    """(tier, known): the tier a call is priced at; ``known`` is False for a tier
+    spendwatch does not know (it is then priced like ``default``)."""
+    if is_batch:
+        return "batch", True
+    tier = (service_tier or "").strip().lower()
+    if tier in _DEFAULT_ALIASES:
+        return "default", True
+    return tier, tier in _KNOWN_TIERS
+
+
+def format_price(value: Decimal | None) -> str:
+    """A price for display: no exponent, no trailing zeros; '' for None."""
+    if value is None:
+        return ""
+    return format(_clean(value), "f")
+
+
+class PriceBook:
+    """Every price spendwatch knows: org rows plus the bundled genai-prices data."""
+
+    def __init__(self, org_rows: Sequence[OrgPrice] = (), *,
+                 library: Sequence[Provider] | None = None,
+                 library_label: str = LIBRARY_LABEL) -> None:
+        if library is None:
+            from genai_prices.data import providers as library
+        self.org_rows: tuple[OrgPrice, ...] = tuple(org_rows)
+        self.library_label = library_label
+        self._openai = next((p for p in library if p.id == "openai"), None)
+        self._by_kind = {kind: [r for r in self.org_rows if r.kind == kind] for kind in KINDS}
+        self._models: dict[str, ModelInfo | None] = {}
+        self._cache: dict[tuple[str, str, str | None, bool, dt.date], PriceRow | None] = {}
+
+    @classmethod
+    def load(cls, engine: Engine) -> PriceBook:
+        """The org rows stored in ``engine`` plus the bundled genai-prices data."""
+        from models.schema import org_prices
+
+        with engine.connect() as conn:
+            found = [_org_from_db(r._mapping)
+                     for r in conn.execute(select(org_prices).order_by(org_prices.c.id))]
+        return cls([r for r in found if r is not None])
+
+    @classmethod
+    def from_rows(cls, org_rows: Sequence[OrgPrice]) -> PriceBook:
+        """A price book without a database (tests, dry runs)."""
+        return cls(org_rows)
+
+    # -- lookups --------------------------------------------------------------------
+    def list_price(self, model: str, service_tier: str | None, is_batch: bool,
+                   on: dt.date) -> PriceRow | None:
+        """The list price of ``model`` on UTC day ``on``: an org ``list`` row, else
+        genai-prices; None when the model is unpriced."""
+        return self._cached("list", model, service_tier, is_batch, on)
+
+    def contract_price(self, model: str, service_tier: str | None, is_batch: bool,
+                       on: dt.date) -> PriceRow | None:
+        """The contracted price (org ``contract`` rows only); None without a contract."""
+        return self._cached("contract", model, service_tier, is_batch, on)
+
+    def models_without_price(self, seen: Iterable[tuple[str, str | None, bool]],
+                             on: dt.date) -> list[tuple[str, str | None, bool]]:
+        """The (model, service_tier, is_batch) of ``seen`` that have no list price on
+        ``on``, each once, in the order first seen."""
+        out: list[tuple[str, str | None, bool]] = []
+        for item in dict.fromkeys(seen):
+            if self.list_price(*item, on) is None:
+                out.append(item)
+        return out
+
+    # -- internals --------------------------------------------------------------------
+    def _cached(self, kind: str, model: str, service_tier: str | None, is_batch: bool,
+                on: dt.date) -> PriceRow | None:
+        if isinstance(on, dt.datetime):
+            on = (on if on.tzinfo is None else on.astimezone(dt.UTC)).date()
+        key = (kind, model, service_tier, bool(is_batch), on)
+        if key not in self._cache:
+            tier, known = normalise_tier(service_tier, is_batch)
+            row = self._org_row(kind, model, service_tier, tier, known, on)
+            if row is None and kind == "list":
+                row = self._library_row(model, service_tier, tier, known, is_batch, on)
+            self._cache[key] = row
+        return self._cache[key]
+
+    def _org_row(self, kind: str, model: str, raw_tier: str | None, tier: str, known: bool,
+                 on: dt.date) -> PriceRow | None:
+        tier_for_org = tier if known else "default"
+        best: tuple[tuple[int, int, int, dt.date], OrgPrice] | None = None
+        for row in self._by_kind[kind]:
+            if row.effective_from > on or row.service_tier not in (tier_for_org, "*"):
+                continue
+            if row.model == model:
+                model_rank = (1, len(model))
+            elif row.model.endswith("*") and model.startswith(row.model[:-1]):
+                model_rank = (0, len(row.model) - 1)
+            else:
+                continue
+            rank = (*model_rank, int(row.service_tier != "*"), row.effective_from)
+            if best is None or rank > best[0]:
+                best = (rank, row)
+        if best is None:
+            return None
+        row = best[1]
+        how = (f"exact model {model}" if row.model == model
+               else f"{model} matches the prefix {row.model!r} (the longest that matches)")
+        tier_text = (f"tier {row.service_tier}" if row.service_tier != "*"
+                     else f"tier * (no {tier_for_org} row)")
+        note = "" if known else f"; unknown service tier {raw_tier!r} priced as default"
+        why = (f"org {kind} row: {how}, {tier_text}, effective from "
+               f"{row.effective_from.isoformat()} (the latest on or before {on.isoformat()})"
+               f"{note}" + (f"; note: {row.note}" if row.note else ""))
+        return PriceRow(
+            ref=row.ref, source="org", kind=kind, model=row.model,
+            service_tier=row.service_tier, effective_from=row.effective_from,
+            input_per_mtok=row.input_per_mtok, cached_input_per_mtok=row.cached_input_per_mtok,
+            cache_write_per_mtok=row.cache_write_per_mtok, output_per_mtok=row.output_per_mtok,
+            audio_input_per_mtok=row.audio_input_per_mtok,
+            audio_output_per_mtok=row.audio_output_per_mtok, why=why + ".")
+
+    def _find_model(self, model: str) -> ModelInfo | None:
+        if model not in self._models:
+            found = self._openai.find_model(model) if self._openai and model else None
+            self._models[model] = found
+        return self._models[model]
+
+    def _library_row(self, model: str, raw_tier: str | None, tier: str, known: bool,
+                     is_batch: bool, on: dt.date) -> PriceRow | None:
+        info = self._find_model(model)
+        if info is None:
+            return None
+        base, base_start, base_text = _base_price(info, on)
+        variant_tiers = {v.when.get("service_tier") for v in info.price_variants or ()}
+        notes: list[str] = []
+        if not known and tier in variant_tiers:
+            known = True  # a tier the library prices (e.g. "fast")
+        if not known:
+            notes.append(f"unknown service tier {raw_tier!r} priced as default")
+            tier = "default"
+        context = {"processing": "batch"} if is_batch else {"service_tier": tier}
+        active, later = _variants(info, context, on)
+        values: dict[str, Decimal | None] = {}
+        tiered: list[str] = []
+        used_variant: set[dt.date | None] = set()
+        for ours, theirs in _LIBRARY_KEYS.items():
+            value: Decimal | TieredPrices | None = None
+            for start, prices in active:
+                value = getattr(prices, theirs, None)
+                if value is not None:
+                    used_variant.add(start)
+                    break
+            if value is None:
+                value = getattr(base, theirs, None)
+            if isinstance(value, TieredPrices):
+                tiered.append(f"{ours.removesuffix('_per_mtok').replace('_', ' ')} above "
+                              f"{value.tiers[0].start:,} input tokens" if value.tiers else ours)
+                value = value.base
+            values[ours] = _clean(value) if isinstance(value, Decimal) else None
+        if values["input_per_mtok"] is None:
+            return None  # priced per request, second or character: not by the token
+        if values["output_per_mtok"] is None:
+            values["output_per_mtok"] = Decimal(0)
+            notes.append("the library lists no output price (an input-only model such as "
+                         "embeddings), so output tokens are priced at 0")
+        if tier != "default" and not used_variant:
+            if later:
+                notes.append(f"no {tier} rate on {on.isoformat()} (the library's {tier} rate "
+                             f"starts {min(later).isoformat()}), so the standard rate applies")
+            else:
+                notes.append(f"the library has no {tier} rate for {info.id}, so the standard "
+                             f"rate applies")
+        if tiered:
+            notes.append("long-context prices: the base rate is used (the library charges more "
+                         "for " + ", ".join(tiered) + ")")
+        variant_starts = [d for d in used_variant if d is not None]
+        starts = [d for d in (base_start, *variant_starts) if d is not None]
+        effective = max(starts) if starts else None
+        row_tier = tier if used_variant else "default"
+        ref = f"{self.library_label}: openai/{info.id} {row_tier}"
+        if effective is not None:
+            ref += f" from {effective.isoformat()}"
+        variant_text = ""
+        if used_variant:
+            variant_text = f", overlaid with its {tier} rate" + (
+                f" from {max(variant_starts).isoformat()}" if variant_starts else "")
+        why = (f"{self.library_label} list price: {model} is openai/{info.id} "
+               f"({_describe_match(info, model)}); {base_text}{variant_text}"
+               + "".join(f"; {n}" for n in notes) + ".")
+        return PriceRow(
+            ref=ref[:_REF_MAX], source="genai-prices", kind="list", model=info.id,
+            service_tier=row_tier, effective_from=effective,
+            input_per_mtok=values["input_per_mtok"],
+            cached_input_per_mtok=values["cached_input_per_mtok"],
+            cache_write_per_mtok=values["cache_write_per_mtok"],
+            output_per_mtok=values["output_per_mtok"],
+            audio_input_per_mtok=values["audio_input_per_mtok"],
+            audio_output_per_mtok=values["audio_output_per_mtok"], why=why)
+
+
+def _base_price(info: ModelInfo, on: dt.date) -> tuple[ModelPrice, dt.date | None, str]:
+    """The standard price on ``on``: the conditional price with the latest start date
+    on or before it (the first one when ``on`` precedes them all, as the library does)."""
+    if isinstance(info.prices, ModelPrice):
+        return info.prices, None, "standard price (no start date)"
+    best: tuple[dt.date, ModelPrice] | None = None
+    for cond in info.prices:
+        constraint = cond.constraint
+        if constraint is None:
+            start = dt.date.min
+        elif isinstance(constraint, StartDateConstraint):
+            start = constraint.start_date
+        else:
+            continue  # time-of-day prices cannot apply to a whole day
+        if start <= on and (best is None or start >= best[0]):
+            best = (start, cond.prices)
+    if best is None:
+        first = info.prices[0]
+        return first.prices, None, f"its first listed price ({on.isoformat()} precedes them all)"
+    if best[0] == dt.date.min:
+        return best[1], None, "standard price (no start date)"
+    return best[1], best[0], f"standard price from {best[0].isoformat()}"
+
+
+def _variants(info: ModelInfo, context: dict[str, str], on: dt.date
+              ) -> tuple[list[tuple[dt.date | None, ModelPrice]], list[dt.date]]:
+    """(active, later): variants for ``context`` in effect on ``on``, latest start
+    first; and the start dates of those that begin after ``on``."""
+    active: list[tuple[dt.date | None, ModelPrice]] = []
+    later: list[dt.date] = []
+    for variant in info.price_variants or ():
+        if any(context.get(k) != v for k, v in variant.when.items()):
+            continue
+        constraint = variant.constraint
+        if constraint is None:
+            active.append((None, variant.prices))
+        elif isinstance(constraint, StartDateConstraint):
+            if constraint.start_date <= on:
+                active.append((constraint.start_date, variant.prices))
+            else:
+                later.append(constraint.start_date)
+    active.sort(key=lambda item: item[0] or dt.date.min, reverse=True)
+    return active, later
+
+
+_Clause = (ClauseStartsWith | ClauseEndsWith | ClauseContains | ClauseRegex | ClauseEquals
+           | ClauseOr | ClauseAnd)
+
+
+def _describe_match(info: ModelInfo, model: str) -> str:
+    ref = model.lower()
+    if not info.is_match(ref):
+        return "matched after reading its compact date suffix as YYYY-MM-DD"
+    return _describe_clause(info.match, ref)
+
+
+def _describe_clause(clause: _Clause, ref: str) -> str:
+    if isinstance(clause, ClauseOr):
+        hit = next((c for c in clause.or_ if c.is_match(ref)), None)
+        return _describe_clause(hit, ref) if hit is not None else "matched"
+    if isinstance(clause, ClauseAnd):
+        return " and ".join(_describe_clause(c, ref) for c in clause.and_)
+    if isinstance(clause, ClauseEquals):
+        return f"equals {clause.equals!r}"
+    if isinstance(clause, ClauseStartsWith):
+        return f"starts with {clause.starts_with!r}"
+    if isinstance(clause, ClauseEndsWith):
+        return f"ends with {clause.ends_with!r}"
+    if isinstance(clause, ClauseContains):
+        return f"contains {clause.contains!r}"
+    return f"matches the pattern {clause.regex!r}"
+
+
+def _clean(value: Decimal) -> Decimal:
+    """``value`` without trailing zeros (NUMERIC(38, 18) pads them) and no exponent."""
+    value = value.normalize()
+    return value.quantize(Decimal(1)) if value.as_tuple().exponent > 0 else value  # type: ignore[operator]
+
+
+def _short_source(source: str | None) -> str:
+    """"prices.toml:7" for "/etc/spendwatch/prices.toml:7"."""
+    if not source:
+        return ""
+    return source.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _org_from_db(m: Mapping[str, object]) -> OrgPrice | None:
+    def money(name: str) -> Decimal | None:
+        value = m[name]
+        return None if value is None else _clean(Decimal(str(value)))
+
+    inp, out = money("input_per_mtok"), money("output_per_mtok")
+    if inp is None or out is None:
+        log.warning("org_prices #%s (%s) has no input or output price and is ignored; "
+                    "apply a price file that gives both", m["id"], m["model"])
+        return None
+    effective = m["effective_from"]
+    if isinstance(effective, str):  # pragma: no cover - SQLAlchemy parses SQLite dates
+        effective = dt.date.fromisoformat(effective)
+    applied = m["applied_at"]
+    return OrgPrice(
+        model=str(m["model"]), service_tier=str(m["service_tier"]), kind=str(m["kind"]),
+        effective_from=effective,  # type: ignore[arg-type]
+        input_per_mtok=inp, output_per_mtok=out,
+        cached_input_per_mtok=money("cached_input_per_mtok"),
+        cache_write_per_mtok=money("cache_write_per_mtok"),
+        audio_input_per_mtok=money("audio_input_per_mtok"),
+        audio_output_per_mtok=money("audio_output_per_mtok"),
+        note=None if m["note"] is None else str(m["note"]),
+        source=None if m["source"] is None else str(m["source"]),
+        id=int(m["id"]),  # type: ignore[call-overload]
+        applied_at=applied if isinstance(applied, dt.datetime) else None)

@@ -1,0 +1,356 @@
+"""Daily and monthly rollups of usage events, priced.
+
+* A daily row is (local day, UTC price date, model, service tier, batch, endpoint,
+  team, project, user) with additive measures: requests, errors by kind, tokens by
+  kind, latency and TTFT histograms, list and contracted cost. User is kept because
+  chargeback and the costs page group by it and a day's users are far fewer than its
+  events; monthly rows drop it (and the price date).
+* Incremental: the events ingested since the watermark name the days they touch;
+  exactly those days are re-aggregated from raw events (found through the timestamp
+  index) and replaced, so a late event from last week lands in its own day, a run
+  costs in proportion to the days touched, not to history, and running twice gives
+  the same rows. The watermark trails by ``OVERLAP`` so an insert that commits late
+  is still seen.
+* One writer at a time: ``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
+  PostgreSQL; two schedulers never interleave.
+* Closed months (see ``closed_months``) are never changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Date, Engine, case, cast, delete, func, insert, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from models.costs import cost_of
+from models.database import begin_write
+from models.schema import (
+    LATENCY_EDGES_MS,
+    MONTHLY_KEYS,
+    ROLLUP_SUMS,
+    rollup_daily,
+    rollup_monthly,
+    rollup_state,
+    usage_events,
+)
+from spendwatch.errors import ConfigurationError
+
+__all__ = ["OVERLAP", "RollupEngine", "RollupResult", "day_bounds", "local_day"]
+
+UTC = dt.UTC
+OVERLAP = dt.timedelta(minutes=5)
+_LOCK_KEY = 0x5350_524C  # "SPRL": one rollup writer at a time on PostgreSQL
+_RANGE_DAYS = 7  # a rebuild aggregates this many days per query (progress, memory)
+Progress = Callable[[int, int], None]
+
+
+def local_day(ts: dt.datetime, tz: ZoneInfo) -> dt.date:
+    return ts.astimezone(tz).date()
+
+
+def day_bounds(day: dt.date, tz: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+    """The UTC instants where the local ``day`` starts and the next one starts."""
+    start = dt.datetime.combine(day, dt.time(0), tz).astimezone(UTC)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tz).astimezone(UTC)
+    return start, end
+
+
+@dataclass
+class RollupResult:
+    days: list[dt.date] = field(default_factory=list)
+    months: list[dt.date] = field(default_factory=list)
+    skipped_closed: list[dt.date] = field(default_factory=list)
+    rows: int = 0
+    seconds: float = 0.0
+
+
+class _Prices:
+    """The subset of models.pricing.PriceBook that rollups use."""
+
+    def list_price(self, model: str, service_tier: str | None, is_batch: bool,
+                   on: dt.date) -> object | None: ...
+
+    def contract_price(self, model: str, service_tier: str | None, is_batch: bool,
+                       on: dt.date) -> object | None: ...
+
+
+class RollupEngine:
+    def __init__(self, engine: Engine, *, timezone: str = "UTC", prices: _Prices | None = None,
+                 closed_months: Callable[[Connection], set[dt.date]] | None = None) -> None:
+        self.engine = engine
+        self.tz_name = timezone
+        self.tz = ZoneInfo(timezone)
+        self._prices = prices
+        self._closed = closed_months or (lambda conn: set())
+        self.dialect = engine.dialect.name
+
+    @property
+    def prices(self) -> _Prices:
+        if self._prices is None:
+            from models.pricing import PriceBook
+
+            self._prices = PriceBook.load(self.engine)
+        return self._prices
+
+    # -- the run ------------------------------------------------------------------------
+    def run(self, *, since: dt.date | None = None, until: dt.date | None = None,
+            rebuild: bool = False, progress: Progress | None = None) -> RollupResult:
+        started = time.perf_counter()
+        result = RollupResult()
+        with begin_write(self.engine) as conn:
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
+            state = self._state(conn)
+            built_in = state.get("timezone")
+            if built_in and built_in != self.tz_name and not rebuild:
+                raise ConfigurationError(
+                    f"the rollups were built in timezone {built_in}, the reporting timezone "
+                    f"is now {self.tz_name}; rebuild them with: spendwatch rollup --rebuild")
+            new_mark = conn.execute(select(func.max(usage_events.c.ingested_at))).scalar()
+            if rebuild or since is not None:
+                days = self._all_days(conn, since, until)
+                if rebuild and since is None:
+                    conn.execute(delete(rollup_daily))
+                    conn.execute(delete(rollup_monthly))
+            else:
+                days = self._touched_days(conn, state.get("watermark"))
+            closed = self._closed(conn)
+            result.skipped_closed = [d for d in days if d.replace(day=1) in closed]
+            days = [d for d in days if d.replace(day=1) not in closed]
+            ranges = _contiguous(days)
+            total = len(days)
+            done = 0
+            for lo, hi in ranges:
+                for chunk_lo, chunk_hi in _split(lo, hi, _RANGE_DAYS):
+                    result.rows += self._rebuild_days(conn, chunk_lo, chunk_hi)
+                    done += (chunk_hi - chunk_lo).days + 1
+                    if progress is not None:
+                        progress(done, total)
+            months = sorted({d.replace(day=1) for d in days})
+            for month in months:
+                self._rebuild_month(conn, month)
+            old_mark = state.get("watermark")
+            if new_mark is not None and (old_mark is None or new_mark > dt.datetime.fromisoformat(
+                    old_mark)):  # the watermark never moves back
+                self._set_state(conn, "watermark", new_mark.astimezone(UTC).isoformat())
+            self._set_state(conn, "timezone", self.tz_name)
+            result.days, result.months = days, months
+        result.seconds = time.perf_counter() - started
+        return result
+
+    # -- which days ------------------------------------------------------------------------
+    def _all_days(self, conn: Connection, since: dt.date | None,
+                  until: dt.date | None) -> list[dt.date]:
+        lo, hi = conn.execute(select(func.min(usage_events.c.ts),
+                                     func.max(usage_events.c.ts))).one()
+        if lo is None:
+            return []
+        first = since or local_day(lo, self.tz)
+        last = until or local_day(hi, self.tz)
+        return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+    def _touched_days(self, conn: Connection, watermark: str | None) -> list[dt.date]:
+        query = select(self._utc_date(usage_events.c.ts)).distinct()
+        if watermark is not None:
+            since = dt.datetime.fromisoformat(watermark) - OVERLAP
+            query = query.where(usage_events.c.ingested_at > since)
+        days: set[dt.date] = set()
+        for (utc_date,) in conn.execute(query):
+            d = _as_date(utc_date)
+            start = dt.datetime.combine(d, dt.time(0), UTC)
+            days.add(local_day(start, self.tz))
+            days.add(local_day(start + dt.timedelta(days=1) - dt.timedelta(microseconds=1),
+                               self.tz))
+        return sorted(days)
+
+    # -- aggregation -----------------------------------------------------------------------
+    def _utc_date(self, ts: ColumnElement[dt.datetime]) -> ColumnElement[object]:
+        if self.dialect == "postgresql":
+            return cast(func.timezone("UTC", ts), Date)
+        return func.substr(ts, 1, 10)
+
+    def _local_date(self, ts: ColumnElement[dt.datetime], start: dt.datetime,
+                    end: dt.datetime) -> ColumnElement[object]:
+        if self.dialect == "postgresql":
+            return cast(func.timezone(self.tz_name, ts), Date)
+        segments = _offset_segments(self.tz, start, end)
+        if len(segments) == 1 and segments[0][1] == 0:
+            return func.substr(ts, 1, 10)
+        whens = [(ts < seg_end, func.date(ts, f"{minutes:+d} minutes"))
+                 for seg_end, minutes in segments[:-1]]
+        last = func.date(ts, f"{segments[-1][1]:+d} minutes")
+        return case(*whens, else_=last) if whens else last
+
+    def _rebuild_days(self, conn: Connection, lo: dt.date, hi: dt.date) -> int:
+        start, _ = day_bounds(lo, self.tz)
+        _, end = day_bounds(hi, self.tz)
+        e = usage_events.c
+        keys = [
+            self._local_date(e.ts, start, end).label("day"),
+            self._utc_date(e.ts).label("price_date"),
+            func.coalesce(e.model, e.model_requested, "").label("model"),
+            func.coalesce(e.service_tier, "").label("service_tier"),
+            e.is_batch.label("is_batch"),
+            e.endpoint.label("endpoint"),
+            func.coalesce(e.team, "").label("team"),
+            func.coalesce(e.project, "").label("project"),
+            func.coalesce(e.user, "").label("user"),
+        ]
+        query = (select(*keys, *_measures()).where(e.ts >= start, e.ts < end)
+                 .group_by(*(k.element for k in keys)))
+        rows = [self._priced(dict(r._mapping)) for r in conn.execute(query)]
+        conn.execute(delete(rollup_daily).where(rollup_daily.c.day >= lo,
+                                                rollup_daily.c.day <= hi))
+        if rows:
+            conn.execute(insert(rollup_daily), rows)
+        return len(rows)
+
+    def _priced(self, row: dict[str, object]) -> dict[str, object]:
+        row["day"] = _as_date(row["day"])
+        row["price_date"] = _as_date(row["price_date"])
+        row["is_batch"] = bool(row["is_batch"])
+        for name in ROLLUP_SUMS:
+            value = row.get(name)
+            row[name] = 0 if value is None else value
+        tokens = SimpleNamespace(**{k: int(row[k]) for k in (  # type: ignore[call-overload]
+            "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
+            "audio_input_tokens", "audio_output_tokens")})
+        model, tier, batch = str(row["model"]), str(row["service_tier"]), bool(row["is_batch"])
+        on = row["price_date"]
+        listed = self.prices.list_price(model, tier, batch, on)  # type: ignore[arg-type]
+        contract = self.prices.contract_price(model, tier, batch, on)  # type: ignore[arg-type]
+        row["cost_list"] = cost_of(tokens, listed).total if listed else None  # type: ignore[arg-type]
+        chosen = contract or listed
+        row["cost_contract"] = cost_of(tokens, chosen).total if chosen else None  # type: ignore[arg-type]
+        row["price_ref"] = getattr(listed, "ref", None)
+        row["contract_ref"] = getattr(contract, "ref", None)
+        row["unpriced_tokens"] = 0 if chosen else int(tokens.input_tokens) + int(
+            tokens.output_tokens)
+        return row
+
+    def _rebuild_month(self, conn: Connection, month: dt.date) -> None:
+        next_month = (month + dt.timedelta(days=32)).replace(day=1)
+        d = rollup_daily.c
+        daily = conn.execute(select(rollup_daily).where(d.day >= month, d.day < next_month))
+        merged: dict[tuple[object, ...], dict[str, object]] = {}
+        for r in daily:
+            src = r._mapping
+            key = (month, *(src[k] for k in MONTHLY_KEYS[1:]))
+            out = merged.get(key)
+            if out is None:
+                out = merged[key] = {"month": month, **{k: src[k] for k in MONTHLY_KEYS[1:]},
+                                     **dict.fromkeys(ROLLUP_SUMS, 0), "cost_list": None,
+                                     "cost_contract": None, "price_ref": None,
+                                     "contract_ref": None, "unpriced_tokens": 0}
+            for name in (*ROLLUP_SUMS, "unpriced_tokens"):
+                out[name] += src[name]  # type: ignore[operator]
+            for name in ("cost_list", "cost_contract"):
+                if src[name] is not None:
+                    out[name] = (out[name] or Decimal(0)) + src[name]  # type: ignore[operator]
+            for name in ("price_ref", "contract_ref"):
+                if src[name] and out[name] != src[name]:
+                    out[name] = src[name] if out[name] is None else "several (see daily rows)"
+        conn.execute(delete(rollup_monthly).where(rollup_monthly.c.month == month))
+        if merged:
+            conn.execute(insert(rollup_monthly), list(merged.values()))
+
+    # -- state -----------------------------------------------------------------------------
+    @staticmethod
+    def _state(conn: Connection) -> dict[str, str]:
+        return {name: value for name, value in conn.execute(
+            select(rollup_state.c.name, rollup_state.c.value))}
+
+    @staticmethod
+    def _set_state(conn: Connection, name: str, value: str) -> None:
+        conn.execute(delete(rollup_state).where(rollup_state.c.name == name))
+        conn.execute(insert(rollup_state).values(name=name, value=value,
+                                                 updated_at=dt.datetime.now(UTC)))
+
+
+def _measures() -> list[ColumnElement[object]]:
+    e = usage_events.c
+
+    def count_if(cond: ColumnElement[bool]) -> ColumnElement[object]:
+        return func.sum(case((cond, 1), else_=0))
+
+    out: list[ColumnElement[object]] = [
+        func.count().label("requests"),
+        count_if(e.error_kind == "rate_limit").label("errors_rate_limit"),
+        count_if(e.error_kind == "client").label("errors_client"),
+        count_if(e.error_kind == "server").label("errors_server"),
+        count_if(e.error_kind == "network").label("errors_network"),
+        count_if(e.error_kind == "other").label("errors_other"),
+        count_if(e.streamed.is_(True)).label("streamed"),
+        func.sum(case((e.attempts > 1, e.attempts - 1), else_=0)).label("retries"),
+        count_if(e.usage_reported.is_(False)).label("usage_missing"),
+    ]
+    for name in ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
+                 "reasoning_tokens", "audio_input_tokens", "audio_output_tokens"):
+        out.append(func.sum(func.coalesce(e[name], 0)).label(name))
+    out += [func.count(e.latency_ms).label("latency_count"),
+            func.sum(e.latency_ms).label("latency_sum_ms"),
+            func.count(e.ttft_ms).label("ttft_count"),
+            func.sum(e.ttft_ms).label("ttft_sum_ms")]
+    for prefix, col in (("lat", e.latency_ms), ("ttft", e.ttft_ms)):
+        lower = None
+        for i, edge in enumerate((*LATENCY_EDGES_MS, None)):
+            if edge is None:
+                cond = col >= lower
+            elif lower is None:
+                cond = col < edge
+            else:
+                cond = (col >= lower) & (col < edge)
+            out.append(count_if(cond).label(f"{prefix}_{i:02d}"))
+            lower = edge
+    return out
+
+
+def _as_date(value: object) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+def _contiguous(days: Sequence[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    ranges: list[tuple[dt.date, dt.date]] = []
+    for d in sorted(days):
+        if ranges and (d - ranges[-1][1]).days == 1:
+            ranges[-1] = (ranges[-1][0], d)
+        else:
+            ranges.append((d, d))
+    return ranges
+
+
+def _split(lo: dt.date, hi: dt.date, size: int) -> Iterable[tuple[dt.date, dt.date]]:
+    while lo <= hi:
+        end = min(hi, lo + dt.timedelta(days=size - 1))
+        yield lo, end
+        lo = end + dt.timedelta(days=1)
+
+
+def _offset_segments(tz: ZoneInfo, start: dt.datetime,
+                     end: dt.datetime) -> list[tuple[dt.datetime, int]]:
+    """[(UTC instant where the segment ends, offset in minutes)] covering start..end:
+    the zone's UTC offset is constant within each segment (found by probing every 15
+    minutes, the finest step any zone's transitions use)."""
+    segments: list[tuple[dt.datetime, int]] = []
+    step = dt.timedelta(minutes=15)
+    t = start
+    current = int(start.astimezone(tz).utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
+    while t < end:
+        t += step
+        offset = int(min(t, end).astimezone(tz).utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
+        if offset != current:
+            segments.append((t, current))
+            current = offset
+    segments.append((end, current))
+    return segments

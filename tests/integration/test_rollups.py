@@ -1,0 +1,233 @@
+"""Rollups on SQLite and PostgreSQL: exact, incremental, idempotent, late events in
+the right day, calendar days in the reporting timezone, closed months untouched."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from models.database import open_database
+from models.event_store import EventStore
+from models.events import UsageEvent
+from models.ids import uuid7
+from models.rollups import RollupEngine
+from models.schema import rollup_daily, rollup_monthly
+
+UTC = dt.UTC
+
+
+@dataclass(frozen=True)
+class P:
+    ref: str
+    input_per_mtok: Decimal
+    output_per_mtok: Decimal
+    cached_input_per_mtok: Decimal | None = None
+    cache_write_per_mtok: Decimal | None = None
+    audio_input_per_mtok: Decimal | None = None
+    audio_output_per_mtok: Decimal | None = None
+
+
+class Book:
+    """gpt-4o: $2.50 / $10 per M, cached $1.25; from the 15th of March 2026 $2 / $8.
+    A contract for team pricing of gpt-4o: $2 / $8 flat. 'mystery' is unpriced."""
+
+    def list_price(self, model, tier, batch, on):
+        if model != "gpt-4o":
+            return None
+        if on >= dt.date(2026, 3, 15):
+            return P("list gpt-4o from 2026-03-15", Decimal("2"), Decimal("8"), Decimal("1"))
+        return P("list gpt-4o", Decimal("2.50"), Decimal("10"), Decimal("1.25"))
+
+    def contract_price(self, model, tier, batch, on):
+        return None
+
+
+def ev(ts: dt.datetime, model: str = "gpt-4o", team: str | None = "search", **kw) -> UsageEvent:
+    base = dict(provider="openai", endpoint="chat.completions", model=model,
+                usage_reported=True, input_tokens=1000, cached_input_tokens=0,
+                cache_write_tokens=0, output_tokens=100, reasoning_tokens=0,
+                audio_input_tokens=0, audio_output_tokens=0, latency_ms=120.0,
+                status_code=200, attempts=1, team=team, project="ranker")
+    base.update(kw)
+    return UsageEvent(id=uuid7(), ts=ts, **base)
+
+
+@pytest.fixture
+def engine(database):
+    engine = open_database(database.url)
+    yield engine
+    engine.dispose()
+
+
+def daily(engine) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(
+            select(rollup_daily).order_by(rollup_daily.c.day, rollup_daily.c.model))]
+
+
+def test_price_change_on_the_15th_and_unpriced_model(engine):
+    store = EventStore(engine)
+    store.insert([
+        ev(dt.datetime(2026, 3, 14, 23, 59, tzinfo=UTC)),
+        ev(dt.datetime(2026, 3, 15, 0, 1, tzinfo=UTC)),
+        ev(dt.datetime(2026, 3, 15, 12, 0, tzinfo=UTC), cached_input_tokens=800),
+        ev(dt.datetime(2026, 3, 15, 12, 0, tzinfo=UTC), model="mystery"),
+    ])
+    result = RollupEngine(engine, prices=Book()).run()
+    assert result.days == [dt.date(2026, 3, 14), dt.date(2026, 3, 15)]
+    rows = daily(engine)
+    by = {(r["day"], r["model"]): r for r in rows}
+    # the 14th: 1,000 x $2.50/M + 100 x $10/M = $0.0025 + $0.001 = $0.0035
+    assert by[(dt.date(2026, 3, 14), "gpt-4o")]["cost_list"] == Decimal("0.0035")
+    # the 15th, new price: (1,000 x $2 + 100 x $8)/M = $0.0028
+    # plus (200 x $2 + 800 x $1 + 100 x $8)/M = $0.002; total $0.0048
+    r15 = by[(dt.date(2026, 3, 15), "gpt-4o")]
+    assert (r15["requests"], r15["input_tokens"], r15["cached_input_tokens"]) == (2, 2000, 800)
+    assert r15["cost_list"] == Decimal("0.0048")
+    assert r15["cost_contract"] == Decimal("0.0048")  # no contract: the list price
+    mystery = by[(dt.date(2026, 3, 15), "mystery")]
+    assert mystery["cost_list"] is None and mystery["cost_contract"] is None  # never $0
+    assert mystery["unpriced_tokens"] == 1100 and mystery["input_tokens"] == 1000
+    with engine.connect() as conn:
+        (month,) = conn.execute(select(rollup_monthly).where(
+            rollup_monthly.c.model == "gpt-4o")).all()
+    # month: $0.0035 + $0.0048 = $0.0083
+    assert month.cost_list == Decimal("0.0083") and month.requests == 3
+
+
+def test_incremental_idempotent_and_late_events(engine):
+    store = EventStore(engine)
+    store.insert([ev(dt.datetime(2026, 5, d, 10, tzinfo=UTC)) for d in (1, 2, 3)])
+    roll = RollupEngine(engine, prices=Book())
+    roll.run()
+    before = daily(engine)
+    roll.run()
+    assert daily(engine) == before  # idempotent
+    # Those events were ingested an hour ago (beyond the watermark's 5-minute overlap)...
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE usage_events SET ingested_at = :t"),
+                      {"t": (dt.datetime.now(UTC) - dt.timedelta(hours=1)).replace(
+                          tzinfo=None) if engine.dialect.name == "sqlite"
+                       else dt.datetime.now(UTC) - dt.timedelta(hours=1)})
+    assert roll.run().days == []  # nothing new to do
+    # ... and a late event for May 1st arrives now
+    store.insert([ev(dt.datetime(2026, 5, 1, 18, tzinfo=UTC), output_tokens=50)])
+    late = roll.run()
+    assert dt.date(2026, 5, 1) in late.days and dt.date(2026, 5, 3) not in late.days
+    may1 = [r for r in daily(engine) if r["day"] == dt.date(2026, 5, 1)][0]
+    assert (may1["requests"], may1["output_tokens"]) == (2, 150)
+
+
+def test_errors_latency_histogram_and_retries(engine):
+    t = dt.datetime(2026, 6, 1, 12, tzinfo=UTC)
+    EventStore(engine).insert([
+        ev(t, latency_ms=5.0),
+        ev(t, latency_ms=700.0, attempts=3),
+        ev(t, status_code=429, error_kind="rate_limit", usage_reported=False,
+           input_tokens=None, output_tokens=None, latency_ms=70000.0),
+        ev(t, status_code=None, error_kind="network", usage_reported=False,
+           input_tokens=None, output_tokens=None, streamed=True, ttft_ms=30.0),
+    ])
+    RollupEngine(engine, prices=Book()).run()
+    (r,) = daily(engine)
+    assert (r["requests"], r["errors_rate_limit"], r["errors_network"], r["retries"],
+            r["usage_missing"], r["streamed"]) == (4, 1, 1, 2, 2, 1)
+    assert r["lat_00"] == 1 and r["lat_08"] == 1 and r["lat_19"] == 1  # <10, 600-800, >=60s
+    assert r["ttft_count"] == 1 and r["ttft_02"] == 1  # 25-50 ms
+
+
+@pytest.mark.parametrize(("tz", "ts", "day"), [
+    # Asia/Kolkata is UTC+5:30: 18:29 UTC is 23:59 local, 18:30 UTC is the next day
+    ("Asia/Kolkata", dt.datetime(2026, 1, 10, 18, 29, tzinfo=UTC), dt.date(2026, 1, 10)),
+    ("Asia/Kolkata", dt.datetime(2026, 1, 10, 18, 30, tzinfo=UTC), dt.date(2026, 1, 11)),
+    # New York on 2026-03-08 springs forward: the day starts 05:00 UTC, the next 04:00
+    ("America/New_York", dt.datetime(2026, 3, 8, 4, 59, tzinfo=UTC), dt.date(2026, 3, 7)),
+    ("America/New_York", dt.datetime(2026, 3, 8, 5, 0, tzinfo=UTC), dt.date(2026, 3, 8)),
+    ("America/New_York", dt.datetime(2026, 3, 9, 3, 59, tzinfo=UTC), dt.date(2026, 3, 8)),
+    ("America/New_York", dt.datetime(2026, 3, 9, 4, 0, tzinfo=UTC), dt.date(2026, 3, 9)),
+    # ... and falls back on 2026-11-01 (a 25-hour day: 04:00 UTC to 05:00 UTC next day)
+    ("America/New_York", dt.datetime(2026, 11, 2, 4, 59, tzinfo=UTC), dt.date(2026, 11, 1)),
+    ("America/New_York", dt.datetime(2026, 11, 2, 5, 0, tzinfo=UTC), dt.date(2026, 11, 2)),
+])
+def test_reporting_timezone_day_boundaries(engine, tz, ts, day):
+    EventStore(engine).insert([ev(ts)])
+    RollupEngine(engine, timezone=tz, prices=Book()).run()
+    (row,) = daily(engine)
+    assert row["day"] == day and row["price_date"] == ts.date()
+
+
+def test_timezone_change_requires_rebuild(engine):
+    from spendwatch.errors import ConfigurationError
+
+    EventStore(engine).insert([ev(dt.datetime(2026, 1, 10, 20, tzinfo=UTC))])
+    RollupEngine(engine, prices=Book()).run()
+    with pytest.raises(ConfigurationError, match="--rebuild"):
+        RollupEngine(engine, timezone="Asia/Kolkata", prices=Book()).run()
+    RollupEngine(engine, timezone="Asia/Kolkata", prices=Book()).run(rebuild=True)
+    assert [r["day"] for r in daily(engine)] == [dt.date(2026, 1, 11)]
+
+
+def test_closed_month_is_never_changed(engine):
+    store = EventStore(engine)
+    store.insert([ev(dt.datetime(2026, 2, 10, tzinfo=UTC))])
+    RollupEngine(engine, prices=Book()).run()
+    frozen = daily(engine)
+    store.insert([ev(dt.datetime(2026, 2, 11, tzinfo=UTC))])
+    closed = RollupEngine(engine, prices=Book(),
+                          closed_months=lambda conn: {dt.date(2026, 2, 1)})
+    result = closed.run()
+    assert dt.date(2026, 2, 11) in result.skipped_closed and result.days == []
+    assert daily(engine) == frozen
+
+
+# -- property: incremental == brute force ---------------------------------------------------
+_T0 = dt.datetime(2026, 4, 28, tzinfo=UTC)
+event_st = st.builds(
+    lambda minutes, model, team, inp, out: (minutes, model, team, inp, out),
+    st.integers(0, 60 * 24 * 6), st.sampled_from(["gpt-4o", "mystery"]),
+    st.sampled_from(["a", "b", None]), st.integers(0, 5000), st.integers(0, 800))
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(event_st, min_size=1, max_size=8), min_size=1, max_size=4))
+def test_incremental_equals_brute_force(database, batches):
+    engine = open_database(database.url)
+    try:
+        from sqlalchemy import text
+
+        with engine.begin() as conn:
+            for table in ("usage_events", "rollup_daily", "rollup_monthly", "rollup_state"):
+                conn.execute(text(f"DELETE FROM {table}"))
+        store = EventStore(engine)
+        roll = RollupEngine(engine, timezone="America/New_York", prices=Book())
+        expected: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
+        tz = roll.tz
+        for batch in batches:  # arbitrary order: later batches hold earlier timestamps too
+            events = [ev(_T0 + dt.timedelta(minutes=m), model=model, team=team,
+                         input_tokens=i, output_tokens=o) for m, model, team, i, o in batch]
+            store.insert(events)
+            roll.run()
+            for e in events:
+                key = (e.ts.astimezone(tz).date(), e.model, e.team or "")
+                expected[key][0] += 1
+                expected[key][1] += e.input_tokens
+                expected[key][2] += e.output_tokens
+        got: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
+        for r in daily(engine):
+            key = (r["day"], r["model"], r["team"])
+            got[key][0] += r["requests"]
+            got[key][1] += r["input_tokens"]
+            got[key][2] += r["output_tokens"]
+        assert dict(got) == dict(expected)
+    finally:
+        engine.dispose()
