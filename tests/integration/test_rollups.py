@@ -123,7 +123,7 @@ def test_incremental_idempotent_and_late_events(engine):
     store.insert([ev(dt.datetime(2026, 5, 1, 18, tzinfo=UTC), output_tokens=50)])
     late = roll.run()
     assert dt.date(2026, 5, 1) in late.days and dt.date(2026, 5, 3) not in late.days
-    may1 = [r for r in daily(engine) if r["day"] == dt.date(2026, 5, 1)][0]
+    may1 = next(r for r in daily(engine) if r["day"] == dt.date(2026, 5, 1))
     assert (may1["requests"], may1["output_tokens"]) == (2, 150)
 
 
