@@ -25,21 +25,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from genai_prices import __version__ as _LIBRARY_VERSION
-from genai_prices.types import (
-    ClauseAnd,
-    ClauseContains,
-    ClauseEndsWith,
-    ClauseEquals,
-    ClauseOr,
-    ClauseRegex,
-    ClauseStartsWith,
-    ModelInfo,
-    ModelPrice,
-    Provider,
-    StartDateConstraint,
-    TieredPrices,
-)
+from genai_prices import types as gp
 from sqlalchemy import Engine, select
+
+from models.schema import PRICE_COLUMNS
 
 __all__ = [
     "KINDS",
@@ -64,15 +53,10 @@ log = logging.getLogger("spendwatch.pricing")
 _DEFAULT_ALIASES = ("", "auto", "default")
 _KNOWN_TIERS = ("default", "flex", "priority")
 _REF_MAX = 300  # rollup_daily.price_ref is String(300)
-# genai-prices ModelPrice attribute for each of our price fields
-_LIBRARY_KEYS = {
-    "input_per_mtok": "input_mtok",
-    "cached_input_per_mtok": "cache_read_mtok",
-    "cache_write_per_mtok": "cache_write_mtok",
-    "output_per_mtok": "output_mtok",
-    "audio_input_per_mtok": "input_audio_mtok",
-    "audio_output_per_mtok": "output_audio_mtok",
-}
+# the genai-prices ModelPrice attribute of each of our price columns
+_LIBRARY_KEYS = dict(zip(PRICE_COLUMNS, ("input_mtok", "cache_read_mtok", "cache_write_mtok",
+                                         "output_mtok", "input_audio_mtok", "output_audio_mtok"),
+                         strict=True))
 
 
 @dataclass(frozen=True)
@@ -106,8 +90,7 @@ class OrgPrice:
     @property
     def prices(self) -> tuple[Decimal | None, ...]:
         """The six prices in ``models.schema.PRICE_COLUMNS`` order."""
-        return (self.input_per_mtok, self.cached_input_per_mtok, self.cache_write_per_mtok,
-                self.output_per_mtok, self.audio_input_per_mtok, self.audio_output_per_mtok)
+        return tuple(getattr(self, name) for name in PRICE_COLUMNS)
 
     @property
     def ref(self) -> str:
@@ -162,7 +145,7 @@ class PriceBook:
     """Every price spendwatch knows: org rows plus the bundled genai-prices data."""
 
     def __init__(self, org_rows: Sequence[OrgPrice] = (), *,
-                 library: Sequence[Provider] | None = None,
+                 library: Sequence[gp.Provider] | None = None,
                  library_label: str = LIBRARY_LABEL) -> None:
         if library is None:
             from genai_prices.data import providers as library
@@ -170,7 +153,7 @@ class PriceBook:
         self.library_label = library_label
         self._openai = next((p for p in library if p.id == "openai"), None)
         self._by_kind = {kind: [r for r in self.org_rows if r.kind == kind] for kind in KINDS}
-        self._models: dict[str, ModelInfo | None] = {}
+        self._models: dict[str, gp.ModelInfo | None] = {}
         self._cache: dict[tuple[str, str, str | None, bool, dt.date], PriceRow | None] = {}
 
     @classmethod
@@ -251,15 +234,11 @@ class PriceBook:
         why = (f"org {kind} row: {how}, {tier_text}, effective from "
                f"{row.effective_from.isoformat()} (the latest on or before {on.isoformat()})"
                f"{note}" + (f"; note: {row.note}" if row.note else ""))
-        return PriceRow(
-            ref=row.ref, source="org", kind=kind, model=row.model,
-            service_tier=row.service_tier, effective_from=row.effective_from,
-            input_per_mtok=row.input_per_mtok, cached_input_per_mtok=row.cached_input_per_mtok,
-            cache_write_per_mtok=row.cache_write_per_mtok, output_per_mtok=row.output_per_mtok,
-            audio_input_per_mtok=row.audio_input_per_mtok,
-            audio_output_per_mtok=row.audio_output_per_mtok, why=why + ".")
+        return PriceRow(ref=row.ref, source="org", kind=kind, model=row.model,
+                        service_tier=row.service_tier, effective_from=row.effective_from,
+                        **{name: getattr(row, name) for name in PRICE_COLUMNS}, why=why + ".")
 
-    def _find_model(self, model: str) -> ModelInfo | None:
+    def _find_model(self, model: str) -> gp.ModelInfo | None:
         if model not in self._models:
             found = self._openai.find_model(model) if self._openai and model else None
             self._models[model] = found
@@ -282,9 +261,10 @@ class PriceBook:
         active, later = _variants(info, context, on)
         values: dict[str, Decimal | None] = {}
         tiered: list[str] = []
+        threshold = 1 << 62
         used_variant: set[dt.date | None] = set()
         for ours, theirs in _LIBRARY_KEYS.items():
-            value: Decimal | TieredPrices | None = None
+            value: Decimal | gp.TieredPrices | None = None
             for start, prices in active:
                 value = getattr(prices, theirs, None)
                 if value is not None:
@@ -292,9 +272,9 @@ class PriceBook:
                     break
             if value is None:
                 value = getattr(base, theirs, None)
-            if isinstance(value, TieredPrices):
-                tiered.append(f"{ours.removesuffix('_per_mtok').replace('_', ' ')} above "
-                              f"{value.tiers[0].start:,} input tokens" if value.tiers else ours)
+            if isinstance(value, gp.TieredPrices):
+                tiered.append(ours.removesuffix("_per_mtok").replace("_", " "))
+                threshold = min([threshold, *(t.start for t in value.tiers)])
                 value = value.base
             values[ours] = _clean(value) if isinstance(value, Decimal) else None
         if values["input_per_mtok"] is None:
@@ -311,8 +291,8 @@ class PriceBook:
                 notes.append(f"the library has no {tier} rate for {info.id}, so the standard "
                              f"rate applies")
         if tiered:
-            notes.append("long-context prices: the base rate is used (the library charges more "
-                         "for " + ", ".join(tiered) + ")")
+            notes.append(f"long-context prices: the base rate is used for {', '.join(tiered)} "
+                         f"(the library charges more above {threshold:,} input tokens)")
         variant_starts = [d for d in used_variant if d is not None]
         starts = [d for d in (base_start, *variant_starts) if d is not None]
         effective = max(starts) if starts else None
@@ -327,28 +307,22 @@ class PriceBook:
         why = (f"{self.library_label} list price: {model} is openai/{info.id} "
                f"({_describe_match(info, model)}); {base_text}{variant_text}"
                + "".join(f"; {n}" for n in notes) + ".")
-        return PriceRow(
-            ref=ref[:_REF_MAX], source="genai-prices", kind="list", model=info.id,
-            service_tier=row_tier, effective_from=effective,
-            input_per_mtok=values["input_per_mtok"],
-            cached_input_per_mtok=values["cached_input_per_mtok"],
-            cache_write_per_mtok=values["cache_write_per_mtok"],
-            output_per_mtok=values["output_per_mtok"],
-            audio_input_per_mtok=values["audio_input_per_mtok"],
-            audio_output_per_mtok=values["audio_output_per_mtok"], why=why)
+        return PriceRow(ref=ref[:_REF_MAX], source="genai-prices", kind="list", model=info.id,
+                        service_tier=row_tier, effective_from=effective, **values,  # type: ignore[arg-type]
+                        why=why)
 
 
-def _base_price(info: ModelInfo, on: dt.date) -> tuple[ModelPrice, dt.date | None, str]:
+def _base_price(info: gp.ModelInfo, on: dt.date) -> tuple[gp.ModelPrice, dt.date | None, str]:
     """The standard price on ``on``: the conditional price with the latest start date
     on or before it (the first one when ``on`` precedes them all, as the library does)."""
-    if isinstance(info.prices, ModelPrice):
+    if isinstance(info.prices, gp.ModelPrice):
         return info.prices, None, "standard price (no start date)"
-    best: tuple[dt.date, ModelPrice] | None = None
+    best: tuple[dt.date, gp.ModelPrice] | None = None
     for cond in info.prices:
         constraint = cond.constraint
         if constraint is None:
             start = dt.date.min
-        elif isinstance(constraint, StartDateConstraint):
+        elif isinstance(constraint, gp.StartDateConstraint):
             start = constraint.start_date
         else:
             continue  # time-of-day prices cannot apply to a whole day
@@ -362,11 +336,11 @@ def _base_price(info: ModelInfo, on: dt.date) -> tuple[ModelPrice, dt.date | Non
     return best[1], best[0], f"standard price from {best[0].isoformat()}"
 
 
-def _variants(info: ModelInfo, context: dict[str, str], on: dt.date
-              ) -> tuple[list[tuple[dt.date | None, ModelPrice]], list[dt.date]]:
+def _variants(info: gp.ModelInfo, context: dict[str, str], on: dt.date
+              ) -> tuple[list[tuple[dt.date | None, gp.ModelPrice]], list[dt.date]]:
     """(active, later): variants for ``context`` in effect on ``on``, latest start
     first; and the start dates of those that begin after ``on``."""
-    active: list[tuple[dt.date | None, ModelPrice]] = []
+    active: list[tuple[dt.date | None, gp.ModelPrice]] = []
     later: list[dt.date] = []
     for variant in info.price_variants or ():
         if any(context.get(k) != v for k, v in variant.when.items()):
@@ -374,7 +348,7 @@ def _variants(info: ModelInfo, context: dict[str, str], on: dt.date
         constraint = variant.constraint
         if constraint is None:
             active.append((None, variant.prices))
-        elif isinstance(constraint, StartDateConstraint):
+        elif isinstance(constraint, gp.StartDateConstraint):
             if constraint.start_date <= on:
                 active.append((constraint.start_date, variant.prices))
             else:
@@ -383,32 +357,23 @@ def _variants(info: ModelInfo, context: dict[str, str], on: dt.date
     return active, later
 
 
-_Clause = (ClauseStartsWith | ClauseEndsWith | ClauseContains | ClauseRegex | ClauseEquals
-           | ClauseOr | ClauseAnd)
-
-
-def _describe_match(info: ModelInfo, model: str) -> str:
+def _describe_match(info: gp.ModelInfo, model: str) -> str:
     ref = model.lower()
     if not info.is_match(ref):
         return "matched after reading its compact date suffix as YYYY-MM-DD"
     return _describe_clause(info.match, ref)
 
 
-def _describe_clause(clause: _Clause, ref: str) -> str:
-    if isinstance(clause, ClauseOr):
+def _describe_clause(clause: gp.MatchLogic, ref: str) -> str:
+    if isinstance(clause, gp.ClauseOr):
         hit = next((c for c in clause.or_ if c.is_match(ref)), None)
         return _describe_clause(hit, ref) if hit is not None else "matched"
-    if isinstance(clause, ClauseAnd):
+    if isinstance(clause, gp.ClauseAnd):
         return " and ".join(_describe_clause(c, ref) for c in clause.and_)
-    if isinstance(clause, ClauseEquals):
-        return f"equals {clause.equals!r}"
-    if isinstance(clause, ClauseStartsWith):
-        return f"starts with {clause.starts_with!r}"
-    if isinstance(clause, ClauseEndsWith):
-        return f"ends with {clause.ends_with!r}"
-    if isinstance(clause, ClauseContains):
-        return f"contains {clause.contains!r}"
-    return f"matches the pattern {clause.regex!r}"
+    for attr in ("equals", "starts_with", "ends_with", "contains", "regex"):
+        if hasattr(clause, attr):
+            return f"{attr.replace('_', ' ')} {getattr(clause, attr)!r}"
+    return "matched"  # pragma: no cover - every clause kind is handled above
 
 
 def _clean(value: Decimal) -> Decimal:

@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                "then the config file; `spendwatch settings` lists them.")
     parser.add_argument("--database-url", help="database URL (SPENDWATCH_DATABASE_URL)")
     parser.add_argument("--data-dir", help="data folder (SPENDWATCH_DATA_DIR)")
+    parser.add_argument("--timezone", help="reporting timezone (SPENDWATCH_TIMEZONE)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -203,6 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--markdown", action="store_true", help="the README's settings table")
     st.set_defaults(handler=cmd_settings)
 
+    from spendwatch import cli_spend
+
+    cli_spend.register(sub)
+    try:
+        from spendwatch import cli_prices
+    except ImportError:  # pragma: no cover - being written
+        cli_prices = None  # type: ignore[assignment]
+    if cli_prices is not None:
+        cli_prices.register(sub)
+
     demo = sub.add_parser("demo", help="record realistic demo traffic and show it")
     demo.add_argument("--calls", type=int, default=600, help="API calls to make (default 600)")
     demo.add_argument("--no-serve", action="store_true",
@@ -223,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         settings = load_settings({"database_url": args.database_url,
-                                  "data_dir": args.data_dir})
+                                  "data_dir": args.data_dir, "timezone": args.timezone})
         return handler(args, settings)
     except SpendwatchError as exc:
         print(f"spendwatch: error: {exc}", file=sys.stderr)
