@@ -30,6 +30,7 @@ __all__ = [
     "MONTHLY_KEYS",
     "PRICE_COLUMNS",
     "ROLLUP_SUMS",
+    "leases",
     "metadata",
     "org_prices",
     "rollup_daily",
@@ -187,4 +188,14 @@ rollup_state = Table(
     Column("name", String(100), primary_key=True),
     Column("value", Text, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+#: Who may run the scheduler's jobs: one holder per name until ``expires_at``.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(300), nullable=False, comment="host:pid:uuid of the holder"),
+    Column("acquired_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
 )

@@ -176,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--database-url", help="database URL (SPENDWATCH_DATABASE_URL)")
     parser.add_argument("--data-dir", help="data folder (SPENDWATCH_DATA_DIR)")
     parser.add_argument("--timezone", help="reporting timezone (SPENDWATCH_TIMEZONE)")
+    parser.add_argument("--rollup-interval", help="seconds between scheduled rollups "
+                        "(SPENDWATCH_ROLLUP_INTERVAL)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -234,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         settings = load_settings({"database_url": args.database_url,
-                                  "data_dir": args.data_dir, "timezone": args.timezone})
+                                  "data_dir": args.data_dir, "timezone": args.timezone,
+                                  "rollup_interval": args.rollup_interval})
         return handler(args, settings)
     except SpendwatchError as exc:
         print(f"spendwatch: error: {exc}", file=sys.stderr)

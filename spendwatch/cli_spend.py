@@ -131,7 +131,31 @@ def cmd_report_spend(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    from alerts.scheduler import SpendScheduler
+
+    logging.getLogger("spendwatch").setLevel(logging.INFO)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    scheduler = SpendScheduler(_engine(settings), settings)
+    if args.once:
+        result = scheduler.run_once()
+        print("another scheduler holds the lease: nothing done" if result is None else
+              f"rolled up {len(result.days)} day(s) into {result.rows} row(s)")
+        return 0
+    scheduler.run_forever()
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sched = sub.add_parser("scheduler", help="run the rollup and alert jobs on a schedule")
+    sched.add_argument("--once", action="store_true",
+                       help="run the rollup (and its alerts) once and exit, e.g. from cron")
+    sched.set_defaults(handler=cmd_scheduler)
+
     rollup = sub.add_parser("rollup", help="roll events up into daily and monthly spend")
     rollup.add_argument("--since", help="re-aggregate from this local day (YYYY-MM-DD)")
     rollup.add_argument("--until", help="...up to this local day")

@@ -119,6 +119,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("timezone", "UTC", "Reporting timezone (IANA name): days and months of rollups, "
             "reports and budgets are calendar periods in it. UTC is OpenAI's billing day.",
             _timezone),
+    Setting("rollup_interval", "300", "Seconds between the scheduler's incremental rollups "
+            "(each followed by the alert evaluation).", _positive_float),
     Setting("log_level", "INFO", "Log level of spendwatch's own loggers (they print nothing "
             "unless the application configures logging).", _log_level),
 )
@@ -137,6 +139,7 @@ class Settings:
     flush_interval: float
     exit_timeout: float
     timezone: str
+    rollup_interval: float
     log_level: str
     config_file: str = ""
 
