@@ -51,7 +51,7 @@ def test_concurrent_rollups_do_not_double_count(database):
     def run() -> None:
         try:
             RollupEngine(engine, prices=Book()).run()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(4)]
