@@ -15,7 +15,7 @@ from spendwatch.errors import ConfigurationError
 __all__ = ["DIMENSIONS", "SpendRow", "parse_day", "spend_report"]
 
 #: What a report can group by.
-DIMENSIONS = ("model", "team", "project", "user", "endpoint", "service_tier")
+DIMENSIONS = ("model", "team", "project", "endpoint", "service_tier")
 _TOKENS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
            "reasoning_tokens", "unpriced_tokens")
 _ERRORS = ("errors_rate_limit", "errors_client", "errors_server", "errors_network",
@@ -59,9 +59,6 @@ def spend_report(engine: Engine, *, by: Sequence[str], period: str, since: dt.da
         table, when = rollup_daily, rollup_daily.c.day
         lo, hi = since, until
     elif period == "month":
-        if "user" in by:
-            raise ConfigurationError("monthly rollups do not keep users; use --period day "
-                                     "to group by user")
         table, when = rollup_monthly, rollup_monthly.c.month
         lo, hi = since.replace(day=1), until.replace(day=1)
     else:

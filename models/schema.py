@@ -119,9 +119,11 @@ TTFT_BUCKETS = tuple(f"ttft_{i:02d}" for i in range(len(LATENCY_EDGES_MS) + 1))
 
 #: Keys of a daily rollup row. ``day`` is the calendar day in the reporting timezone;
 #: ``price_date`` the UTC day (prices change at 00:00 UTC, so a local day in another
-#: timezone can span two). Missing tags are stored as ''.
+#: timezone can span two). Missing tags are stored as ''. ``user`` is not a key: with
+#: it, a day holds about as many rows as events (users x models x projects), and the
+#: rollup would cost as much to read as the raw table.
 DAILY_KEYS = ("day", "price_date", "model", "service_tier", "is_batch", "endpoint", "team",
-              "project", "user")
+              "project")
 MONTHLY_KEYS = ("month", "model", "service_tier", "is_batch", "endpoint", "team", "project")
 
 #: Additive measures of a rollup row.
@@ -162,7 +164,6 @@ rollup_daily = Table(
     Column("endpoint", String(64), nullable=False),
     Column("team", String(200), nullable=False),
     Column("project", String(200), nullable=False),
-    Column("user", String(200), nullable=False),
     *_measures(),
     PrimaryKeyConstraint(*DAILY_KEYS, name="pk_rollup_daily"),
 )

@@ -170,7 +170,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rep_sub = report.add_subparsers(dest="report_command", metavar="REPORT", required=True)
     spend = rep_sub.add_parser("spend", help="spend by model, team, project, ...")
     spend.add_argument("--by", default="model,team,project",
-                       help="comma-separated: model, team, project, user, endpoint, "
+                       help="comma-separated: model, team, project, endpoint, "
                             "service_tier (default model,team,project)")
     spend.add_argument("--period", choices=("day", "month"), default="month")
     spend.add_argument("--since", help="first local day (default: start of this month)")

@@ -65,11 +65,9 @@ def upgrade() -> None:
         sa.Column("day", sa.Date, nullable=False),
         sa.Column("price_date", sa.Date, nullable=False),
         *_tag_keys(),
-        sa.Column("user", sa.String(200), nullable=False),
         *_measures(),
         sa.PrimaryKeyConstraint("day", "price_date", "model", "service_tier", "is_batch",
-                                "endpoint", "team", "project", "user",
-                                name="pk_rollup_daily"),
+                                "endpoint", "team", "project", name="pk_rollup_daily"),
     )
     op.create_table(
         "rollup_monthly",

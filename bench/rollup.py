@@ -1,0 +1,167 @@
+"""Benchmark of the rollups (not a test). Loads synthetic events spread over 90 days
+with the fastest path each database has (sqlite3 executemany, psycopg binary COPY;
+not through the collector), then prints in one run:
+
+* one plain ``GROUP BY`` (day, model, team, project) over the whole table: the baseline;
+* a full rebuild of the rollups (target: <= 1.2x the baseline);
+* an incremental rollup after one new day of events arrives, at 1/4, 1/2 and all of
+  the history loaded (target: <= 1 s, and flat as history grows).
+
+    python -m bench.rollup [--events 10000000] [--database sqlite|postgresql|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import statistics
+import tempfile
+import time
+import uuid
+
+from sqlalchemy import Engine, create_engine, text
+
+PG_URL = os.environ.get("SPENDWATCH_TEST_POSTGRES_URL",
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+UTC = dt.UTC
+DAYS = 90
+START = dt.datetime(2026, 6, 1, tzinfo=UTC)
+MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1", "o4-mini", "gpt-5-mini",
+          "text-embedding-3-small", "ft:gpt-4o-mini-2024-07-18:acme::x1")
+TEAMS = {"search": 3, "support": 3, "growth": 2, "platform": 2, "finance": 2, "research": 3}
+
+
+def _events(n: int, day_from: int, day_to: int, seed: int) -> list:
+    """n events spread over [day_from, day_to) (UTC days from START), in time order."""
+    from models.events import UsageEvent
+    from models.ids import uuid7
+
+    rng = random.Random(seed)
+    span = (day_to - day_from) * 86400
+    stamps = sorted(rng.random() * span for _ in range(n))
+    teams = list(TEAMS)
+    out = []
+    for s in stamps:
+        ts = START + dt.timedelta(days=day_from, seconds=s)
+        team = rng.choice(teams)
+        inp = rng.randint(50, 6000)
+        out.append(UsageEvent(
+            id=uuid7(int(ts.timestamp() * 1e9)), ts=ts, provider="openai",
+            endpoint="chat.completions", model=rng.choice(MODELS), service_tier="default",
+            usage_reported=True, input_tokens=inp, cached_input_tokens=inp // 3,
+            cache_write_tokens=0, output_tokens=rng.randint(10, 800), reasoning_tokens=0,
+            audio_input_tokens=0, audio_output_tokens=0, latency_ms=rng.random() * 3000,
+            status_code=200, attempts=1, team=team,
+            project=f"{team}-p{rng.randint(1, TEAMS[team])}", user=f"u{rng.randint(1, 60)}"))
+    return out
+
+
+def _load(engine: Engine, events: list, ingested: dt.datetime) -> None:
+    """The fastest path, with ingested_at set explicitly (history is old)."""
+    from models.event_store import _pg_row, _pg_type, _sqlite_row
+    from models.schema import EVENT_COLUMNS
+
+    cols = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+    raw = engine.raw_connection()
+    try:
+        if engine.dialect.name == "sqlite":
+            stamp = ingested.strftime("%Y-%m-%d %H:%M:%S.%f")
+            sql = (f"INSERT INTO usage_events ({cols}) VALUES "
+                   f"({', '.join('?' * len(EVENT_COLUMNS))})")
+            cur = raw.cursor()
+            for i in range(0, len(events), 100_000):
+                cur.execute("BEGIN")
+                cur.executemany(sql, [_sqlite_row(e, stamp) for e in events[i:i + 100_000]])
+                cur.execute("COMMIT")
+        else:
+            conn = raw.driver_connection
+            with conn.cursor() as cur, cur.copy(
+                    f"COPY usage_events ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types([_pg_type(c) for c in EVENT_COLUMNS])
+                for e in events:
+                    cp.write_row(_pg_row(e, ingested))
+            conn.commit()
+    finally:
+        raw.close()
+
+
+def _plain_group_by(engine: Engine) -> float:
+    day = ("substr(ts, 1, 10)" if engine.dialect.name == "sqlite"
+           else "(ts AT TIME ZONE 'UTC')::date")
+    sql = (f"SELECT {day}, model, team, project, count(*), sum(input_tokens), "
+           f"sum(output_tokens) FROM usage_events GROUP BY 1, 2, 3, 4")
+    t = time.perf_counter()
+    with engine.connect() as conn:
+        conn.execute(text(sql)).all()
+    return time.perf_counter() - t
+
+
+def bench(url: str, n: int, label: str) -> None:
+    from models.database import open_database
+    from models.pricing import PriceBook
+    from models.rollups import RollupEngine
+
+    engine = open_database(url)
+    prices = PriceBook.load(engine)
+    history_days = DAYS - 1
+    incremental: list[tuple[int, float]] = []
+    loaded = 0
+    t_load = time.perf_counter()
+    for part, (d0, d1) in enumerate(((0, 22), (22, 44), (44, history_days))):
+        count = n * (d1 - d0) // DAYS
+        _load(engine, _events(count, d0, d1, seed=part), START + dt.timedelta(days=d1))
+        loaded += count
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                conn.execute(text("ANALYZE usage_events"))
+        roll = RollupEngine(engine, prices=prices)
+        roll.run()  # bring the rollups up to date with the history
+        # one new day arrives, then the incremental run is timed
+        day = history_days if part == 2 else d1
+        fresh = _events(n // DAYS, day, day + 1, seed=100 + part)
+        _load(engine, fresh, dt.datetime.now(UTC))
+        t = time.perf_counter()
+        result = roll.run()
+        incremental.append((loaded, time.perf_counter() - t))
+        loaded += len(fresh)
+        assert result.days, "the incremental run saw the new day"
+    load_s = time.perf_counter() - t_load
+    baseline = statistics.median(_plain_group_by(engine) for _ in range(3))
+    t = time.perf_counter()
+    RollupEngine(engine, prices=prices).run(rebuild=True)
+    rebuild = time.perf_counter() - t
+    print(f"\n{label}: {loaded:,} events over {DAYS} days (loaded in {load_s:.0f}s)")
+    print(f"   plain GROUP BY (baseline)      {baseline:8.2f} s")
+    print(f"   full rebuild                   {rebuild:8.2f} s   "
+          f"{rebuild / baseline:.2f}x the baseline (target <= 1.2x)")
+    for size, secs in incremental:
+        print(f"   incremental, one new day, history {size:>11,}: {secs:6.2f} s (target <= 1 s)")
+    engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--database", choices=("sqlite", "postgresql", "both"),
+                        default="both")
+    args = parser.parse_args()
+    if args.database in ("sqlite", "both"):
+        path = tempfile.mkdtemp()
+        bench(f"sqlite:///{path}/rollup.db", args.events, "SQLite")
+    if args.database in ("postgresql", "both"):
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(PG_URL)
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        try:
+            bench(f"{PG_URL}?options=-csearch_path%3D{schema}", args.events, "PostgreSQL")
+        finally:
+            with admin.begin() as conn:
+                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+if __name__ == "__main__":
+    main()
