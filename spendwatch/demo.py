@@ -100,11 +100,21 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         collector.flush(timeout=30)
     stats = collector.stats()
     print(f"recorded {stats.written if stats else 0} events", file=sys.stderr)
+    from models.database import open_database
+    from models.rollups import RollupEngine
     from spendwatch.cli import cmd_events_tail
+    from spendwatch.cli_spend import cmd_report_spend
+    from spendwatch.progress import ProgressBar
 
-    tail_args = argparse.Namespace(n=15, follow=False, interval=1.0)
-    cmd_events_tail(tail_args, load_settings({"database_url": url}))
+    report_settings = load_settings({"database_url": url, "timezone": settings.timezone})
+    RollupEngine(open_database(url), timezone=settings.timezone).run(
+        progress=ProgressBar("rollup"))
+    cmd_events_tail(argparse.Namespace(n=10, follow=False, interval=1.0), report_settings)
+    print()
+    cmd_report_spend(argparse.Namespace(by="team,model", period="month", since=None,
+                                        until=None, format="table"), report_settings)
     _ = demo_settings
-    print("\nThe dashboard (spendwatch serve) is not built yet; see `spendwatch events tail "
-          f"--database-url {url}` for the data.", file=sys.stderr)
+    print(f"\nThe dashboard (spendwatch serve) is not built yet. Explore the data with:\n"
+          f"  spendwatch --database-url {url} report spend --by project\n"
+          f"  spendwatch --database-url {url} events tail", file=sys.stderr)
     return 0
