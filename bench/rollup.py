@@ -110,9 +110,13 @@ def bench(url: str, n: int, label: str) -> None:
     loaded = 0
     t_load = time.perf_counter()
     for part, (d0, d1) in enumerate(((0, 22), (22, 44), (44, history_days))):
-        count = n * (d1 - d0) // DAYS
-        _load(engine, _events(count, d0, d1, seed=part), START + dt.timedelta(days=d1))
-        loaded += count
+        for day in range(d0, d1):  # a day at a time: 10M events do not fit in memory
+            count = n // DAYS
+            _load(engine, _events(count, day, day + 1, seed=part * 1000 + day),
+                  START + dt.timedelta(days=day + 1))
+            loaded += count
+            print(f"\r   loading {label}: {loaded:,} events", end="", flush=True)
+        print()
         if engine.dialect.name == "postgresql":
             with engine.begin() as conn:
                 conn.execute(text("ANALYZE usage_events"))
