@@ -26,7 +26,7 @@ from decimal import Decimal
 
 from genai_prices import __version__ as _LIBRARY_VERSION
 from genai_prices import types as gp
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from models.schema import PRICE_COLUMNS
 
@@ -39,6 +39,7 @@ __all__ = [
     "PriceRow",
     "format_price",
     "normalise_tier",
+    "read_org_prices",
 ]
 
 #: Tiers an org row may name ("*" means every tier).
@@ -123,6 +124,15 @@ class PriceRow:
     why: str
 
 
+def read_org_prices(conn: Connection) -> list[OrgPrice]:
+    """Every usable row of ``org_prices``, by id."""
+    from models.schema import org_prices
+
+    found = [_org_from_db(r._mapping)
+             for r in conn.execute(select(org_prices).order_by(org_prices.c.id))]
+    return [r for r in found if r is not None]
+
+
 def normalise_tier(service_tier: str | None, is_batch: bool) -> tuple[str, bool]:
     """(tier, known): the tier a call is priced at; ``known`` is False for a tier
     spendwatch does not know (it is then priced like ``default``)."""
@@ -159,12 +169,8 @@ class PriceBook:
     @classmethod
     def load(cls, engine: Engine) -> PriceBook:
         """The org rows stored in ``engine`` plus the bundled genai-prices data."""
-        from models.schema import org_prices
-
         with engine.connect() as conn:
-            found = [_org_from_db(r._mapping)
-                     for r in conn.execute(select(org_prices).order_by(org_prices.c.id))]
-        return cls([r for r in found if r is not None])
+            return cls(read_org_prices(conn))
 
     @classmethod
     def from_rows(cls, org_rows: Sequence[OrgPrice]) -> PriceBook:
@@ -229,7 +235,7 @@ class PriceBook:
         how = (f"exact model {model}" if row.model == model
                else f"{model} matches the prefix {row.model!r} (the longest that matches)")
         tier_text = (f"tier {row.service_tier}" if row.service_tier != "*"
-                     else f"tier * (no {tier_for_org} row)")
+                     else f"tier * (no {tier_for_org} row in effect)")
         note = "" if known else f"; unknown service tier {raw_tier!r} priced as default"
         why = (f"org {kind} row: {how}, {tier_text}, effective from "
                f"{row.effective_from.isoformat()} (the latest on or before {on.isoformat()})"
@@ -384,34 +390,20 @@ def _clean(value: Decimal) -> Decimal:
 
 def _short_source(source: str | None) -> str:
     """"prices.toml:7" for "/etc/spendwatch/prices.toml:7"."""
-    if not source:
-        return ""
-    return source.replace("\\", "/").rsplit("/", 1)[-1]
+    return (source or "").replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def _org_from_db(m: Mapping[str, object]) -> OrgPrice | None:
-    def money(name: str) -> Decimal | None:
-        value = m[name]
-        return None if value is None else _clean(Decimal(str(value)))
-
-    inp, out = money("input_per_mtok"), money("output_per_mtok")
-    if inp is None or out is None:
+    prices = {name: None if m[name] is None else _clean(Decimal(str(m[name])))
+              for name in PRICE_COLUMNS}
+    if prices["input_per_mtok"] is None or prices["output_per_mtok"] is None:
         log.warning("org_prices #%s (%s) has no input or output price and is ignored; "
                     "apply a price file that gives both", m["id"], m["model"])
         return None
-    effective = m["effective_from"]
-    if isinstance(effective, str):  # pragma: no cover - SQLAlchemy parses SQLite dates
-        effective = dt.date.fromisoformat(effective)
-    applied = m["applied_at"]
+    applied, note, source = m["applied_at"], m["note"], m["source"]
     return OrgPrice(
         model=str(m["model"]), service_tier=str(m["service_tier"]), kind=str(m["kind"]),
-        effective_from=effective,  # type: ignore[arg-type]
-        input_per_mtok=inp, output_per_mtok=out,
-        cached_input_per_mtok=money("cached_input_per_mtok"),
-        cache_write_per_mtok=money("cache_write_per_mtok"),
-        audio_input_per_mtok=money("audio_input_per_mtok"),
-        audio_output_per_mtok=money("audio_output_per_mtok"),
-        note=None if m["note"] is None else str(m["note"]),
-        source=None if m["source"] is None else str(m["source"]),
+        effective_from=m["effective_from"], **prices,  # type: ignore[arg-type]
+        note=None if note is None else str(note), source=None if source is None else str(source),
         id=int(m["id"]),  # type: ignore[call-overload]
         applied_at=applied if isinstance(applied, dt.datetime) else None)

@@ -206,15 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--markdown", action="store_true", help="the README's settings table")
     st.set_defaults(handler=cmd_settings)
 
-    from spendwatch import cli_spend
+    from spendwatch import cli_prices, cli_spend
 
+    cli_prices.register(sub)
     cli_spend.register(sub)
-    try:
-        from spendwatch import cli_prices
-    except ImportError:  # pragma: no cover - being written
-        cli_prices = None  # type: ignore[assignment]
-    if cli_prices is not None:
-        cli_prices.register(sub)
 
     demo = sub.add_parser("demo", help="record realistic demo traffic and show it")
     demo.add_argument("--calls", type=int, default=600, help="API calls to make (default 600)")

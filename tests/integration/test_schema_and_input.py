@@ -43,14 +43,17 @@ def test_no_schema_without_auto_create_names_the_command(database):
     engine.dispose()
 
 
-def test_older_revision_refused_with_upgrade_command(database, monkeypatch):
-    engine = open_database(database.url)
-    # Pretend this code is one migration ahead of the database.
-    monkeypatch.setattr(dbmod, "head_revision", lambda: "0002")
-    monkeypatch.setattr(dbmod, "_known_revisions", lambda: {"0001", "0002"})
+def test_older_revision_refused_with_upgrade_command(database):
+    from alembic import command
+
+    engine = create_db_engine(database.url)
+    with engine.begin() as conn:  # a database made by an older spendwatch: at 0001
+        command.upgrade(dbmod._alembic_config(conn), "0001")
     with pytest.raises(SchemaOutdatedError) as info:
         check_schema(engine)
     assert "revision 0001" in str(info.value) and "spendwatch db upgrade" in str(info.value)
+    assert upgrade(engine) == ("0001", dbmod.head_revision())  # the fix it names works
+    check_schema(engine)
     engine.dispose()
 
 

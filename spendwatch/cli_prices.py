@@ -1,0 +1,345 @@
+"""``spendwatch prices``: the organisation's price table and which price applies.
+
+``register(subparsers)`` adds the command group to the ``spendwatch`` parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from spendwatch.settings import Settings
+
+if TYPE_CHECKING:
+    from genai_prices.types import ModelInfo, Provider
+    from sqlalchemy import Engine
+
+    from models.pricing import OrgPrice, PriceRow
+
+__all__ = ["register"]
+
+_FILE_HELP = """\
+A price file is TOML with one [[price]] table per price:
+
+  [[price]]
+  model = "gpt-4o"               # or a prefix ending in '*': "ft:gpt-4o-mini-2024-07-18:acme:*"
+  service_tier = "default"       # default | flex | priority | batch | *  (optional, default *)
+  kind = "contract"              # contract (negotiated) | list (a model the list lacks)
+  effective_from = 2026-01-01    # first UTC day it applies
+  input_per_mtok = "2.00"        # USD per million tokens, exact
+  cached_input_per_mtok = "1.00" # optional (else cached tokens bill at the input price)
+  cache_write_per_mtok = "2.50"  # optional
+  output_per_mtok = "8.00"
+  audio_input_per_mtok = "40"    # optional
+  audio_output_per_mtok = "80"   # optional
+  note = "MSA 2026, schedule B"  # optional
+
+The whole file is checked first; if anything is wrong nothing is applied. A row with
+the same model, tier, kind and effective_from as a stored one corrects it."""
+
+_PRICE_HEADERS = ("input", "cached", "cache write", "output", "audio in", "audio out")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``prices apply|list|show|check|update`` to ``subparsers``."""
+    prices = subparsers.add_parser(
+        "prices", help="price tables: apply the organisation's prices, show which applies",
+        description="List prices come from the genai-prices library bundled with spendwatch; "
+                    "the organisation's own table adds contracted prices and models the "
+                    "library does not know.")
+    sub = prices.add_subparsers(dest="prices_command", metavar="ACTION", required=True)
+
+    apply = sub.add_parser("apply", help="check a price file and store its rows",
+                           description=_FILE_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    apply.add_argument("file", metavar="FILE", help="the TOML price file")
+    apply.add_argument("--dry-run", action="store_true",
+                       help="show what would be added or changed; write nothing")
+    apply.set_defaults(handler=cmd_prices_apply)
+
+    listing = sub.add_parser("list", help="the organisation's rows and today's list price of "
+                                          "every model seen in usage events")
+    listing.add_argument("--model", metavar="SUBSTRING", help="only models containing this")
+    listing.set_defaults(handler=cmd_prices_list)
+
+    show = sub.add_parser("show", help="which list and contract price apply to a model, and why")
+    show.add_argument("model", metavar="MODEL", help="model name as the API reports it")
+    show.add_argument("--at", type=_utc_day, metavar="YYYY-MM-DD",
+                      help="the UTC day (default: today)")
+    show.add_argument("--tier", default="default",
+                      help="service tier: default, flex or priority (default: default)")
+    show.add_argument("--batch", action="store_true", help="the Batch API rate")
+    show.set_defaults(handler=cmd_prices_show)
+
+    sub.add_parser("check", help="models seen in usage events that have no list price today "
+                                 "(exit 1 if any)").set_defaults(handler=cmd_prices_check)
+    sub.add_parser("update", help="fetch genai-prices' current data and compare it with the "
+                                  "bundled data").set_defaults(handler=cmd_prices_update)
+
+
+# -- handlers -------------------------------------------------------------------------
+def cmd_prices_apply(args: argparse.Namespace, settings: Settings) -> int:
+    from models.price_file import apply_prices, load_price_file
+    from spendwatch.tables import format_table
+
+    rows = load_price_file(args.file)  # refused as a whole before the database is touched
+    engine = _engine(settings)
+    try:
+        result = apply_prices(engine, rows, source=str(args.file), dry_run=args.dry_run)
+    finally:
+        engine.dispose()
+    table: list[list[object]] = []
+    for action, row in ([("added", r) for r in result.added]
+                        + [("changed", c.new) for c in result.changed]
+                        + [("unchanged", r) for r in result.unchanged]):
+        table.append([action, row.model, row.service_tier, row.kind,
+                      row.effective_from.isoformat(), *_prices(row), row.source or ""])
+    headers = ("action", "model", "tier", "kind", "from", *_PRICE_HEADERS, "source")
+    print(format_table(headers, table, [False] * 5 + [True] * 6 + [False]))
+    for change in result.changed:
+        diffs = ", ".join(f"{name.removesuffix('_per_mtok')} {_fmt(getattr(change.old, name))}"
+                          f" -> {_fmt(getattr(change.new, name))}" for name in change.fields)
+        print(f"corrected {change.old.ref}: {diffs}")
+    print(f"{len(result.added)} added, {len(result.changed)} changed, "
+          f"{len(result.unchanged)} unchanged"
+          + (" (dry run: nothing was written)" if args.dry_run else ""))
+    return 0
+
+
+def cmd_prices_list(args: argparse.Namespace, settings: Settings) -> int:
+    from models.pricing import PriceBook
+    from spendwatch.tables import format_table
+
+    engine = _engine(settings)
+    try:
+        book = PriceBook.load(engine)
+        seen = _seen(engine)
+    finally:
+        engine.dispose()
+    needle = (args.model or "").lower()
+    rows = [r for r in book.org_rows if needle in r.model.lower()]
+    print("organisation prices (org_prices), USD per million tokens:")
+    if rows:
+        print(format_table(
+            ("id", "model", "tier", "kind", "from", *_PRICE_HEADERS, "source", "note"),
+            [[r.id, r.model, r.service_tier, r.kind, r.effective_from.isoformat(),
+              *_prices(r), r.source, r.note] for r in rows],
+            [True] + [False] * 4 + [True] * 6 + [False, False]))
+    else:
+        print("  none" + (f" matching {args.model!r}" if needle else "")
+              + ": add some with `spendwatch prices apply FILE`")
+    today = _today()
+    usage = [s for s in seen if needle in s.model.lower()]
+    print(f"\nlist prices on {today.isoformat()} (UTC) of the models seen in usage events:")
+    if not usage:
+        print("  no usage events" + (f" for models matching {args.model!r}" if needle else ""))
+        return 0
+    table: list[list[object]] = []
+    for s in usage:
+        row = book.list_price(s.model, s.tier, s.batch, today)
+        prices = _prices(row) if row else ["unpriced", "", "", "", "", ""]
+        table.append([s.model, s.tier or "", "yes" if s.batch else "", s.events, *prices,
+                      row.ref if row else "add a kind = \"list\" row: spendwatch prices apply"])
+    print(format_table(("model", "tier", "batch", "events", *_PRICE_HEADERS, "price row"), table,
+                       [False, False, False] + [True] * 7 + [False]))
+    return 0
+
+
+def cmd_prices_show(args: argparse.Namespace, settings: Settings) -> int:
+    from models.pricing import LIBRARY_LABEL, PriceBook
+
+    on: dt.date = args.at or _today()
+    engine = _engine(settings)
+    try:
+        book = PriceBook.load(engine)
+    finally:
+        engine.dispose()
+    listed = book.list_price(args.model, args.tier, args.batch, on)
+    contract = book.contract_price(args.model, args.tier, args.batch, on)
+    tier = "batch" if args.batch else (args.tier or "default")
+    print(f"{args.model}, tier {tier}, on {on.isoformat()} (UTC); prices in USD per million "
+          f"tokens")
+    print("\nlist price:")
+    if listed is not None:
+        _print_row(listed)
+    else:
+        print(f"  none: {args.model} is unpriced on {on.isoformat()} (neither org_prices nor "
+              f"{LIBRARY_LABEL} has a price for it); its tokens are counted but not costed. "
+              f"Add a [[price]] entry with kind = \"list\" to a price file and run "
+              f"`spendwatch prices apply FILE`")
+    print("\ncontract price:")
+    if contract is not None:
+        _print_row(contract)
+    else:
+        print("  none: no contract row applies; contracted cost uses the list price")
+    return 0 if listed is not None else 1
+
+
+def cmd_prices_check(args: argparse.Namespace, settings: Settings) -> int:
+    from models.pricing import PriceBook
+    from spendwatch.tables import format_table
+
+    engine = _engine(settings)
+    try:
+        book = PriceBook.load(engine)
+        seen = _seen(engine)
+    finally:
+        engine.dispose()
+    today = _today()
+    if not seen:
+        print("no usage events yet: nothing to check")
+        return 0
+    missing = set(book.models_without_price([(s.model, s.tier, s.batch) for s in seen], today))
+    unpriced = [s for s in seen if (s.model, s.tier, s.batch) in missing]
+    total = sum(s.events for s in seen)
+    if not unpriced:
+        print(f"every model seen in {total} usage events has a list price on "
+              f"{today.isoformat()} (UTC)")
+        return 0
+    print(f"{len(unpriced)} model/tier combination(s) seen in usage events have no list price "
+          f"on {today.isoformat()} (UTC); their tokens are counted but not costed:")
+    print(format_table(("model", "tier", "batch", "events", "with usage"),
+                       [[s.model, s.tier or "", "yes" if s.batch else "", s.events,
+                         s.with_usage] for s in unpriced],
+                       [False, False, False, True, True]))
+    print("fix: add a [[price]] entry with kind = \"list\" for each to a price file and run "
+          "`spendwatch prices apply FILE` (or correct the model name in the application)")
+    return 1
+
+
+def cmd_prices_update(args: argparse.Namespace, settings: Settings) -> int:
+    from genai_prices import UpdatePrices
+
+    from models.pricing import LIBRARY_LABEL
+
+    updater = UpdatePrices()
+    try:
+        snapshot = updater.fetch()
+    except Exception as exc:  # network, HTTP status, JSON and validation errors alike
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        print(f"spendwatch: cannot fetch current prices from {updater.url} "
+              f"({type(exc).__name__}{': ' + reason if reason else ''}); the bundled "
+              f"{LIBRARY_LABEL} data keeps working offline", file=sys.stderr)
+        return 1
+    if snapshot is None:
+        print("the price source returned no data; the bundled "
+              f"{LIBRARY_LABEL} data keeps working", file=sys.stderr)
+        return 1
+    for line in _compare(snapshot.providers):
+        print(line)
+    return 0
+
+
+# -- helpers ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Seen:
+    model: str
+    tier: str | None
+    batch: bool
+    events: int
+    with_usage: int
+
+
+def _engine(settings: Settings) -> Engine:
+    from models.database import open_database, redact
+
+    print(f"database: {redact(settings.database_url)}", file=sys.stderr)
+    return open_database(settings.database_url)
+
+
+def _seen(engine: Engine) -> list[_Seen]:
+    """Distinct (model, service_tier, is_batch) of usage_events, with event counts; the
+    model is the one the response named, else the one requested."""
+    from sqlalchemy import case, func, select
+
+    from models.schema import usage_events as e
+
+    model = func.coalesce(e.c.model, e.c.model_requested)
+    query = (select(model, e.c.service_tier, e.c.is_batch, func.count(),
+                    func.sum(case((e.c.usage_reported, 1), else_=0)))
+             .where(model.is_not(None))
+             .group_by(model, e.c.service_tier, e.c.is_batch)
+             .order_by(model, e.c.service_tier, e.c.is_batch))
+    with engine.connect() as conn:
+        return [_Seen(str(m), t, bool(b), int(n), int(u or 0))
+                for m, t, b, n, u in conn.execute(query)]
+
+
+def _utc_day(value: str) -> dt.date:
+    try:
+        if len(value) == 10:
+            return dt.date.fromisoformat(value)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f"{value!r} is not a date; expected YYYY-MM-DD (a UTC day), e.g. 2026-11-01")
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _fmt(value: Decimal | str | None) -> str:
+    from models.pricing import format_price
+
+    if value is None:
+        return "none"
+    return format_price(value) if isinstance(value, Decimal) else repr(value)
+
+
+def _prices(row: OrgPrice | PriceRow) -> list[str]:
+    from models.pricing import format_price
+    from models.schema import PRICE_COLUMNS
+
+    return [format_price(getattr(row, name)) for name in PRICE_COLUMNS]
+
+
+def _print_row(row: PriceRow) -> None:
+    from models.pricing import format_price
+    from models.schema import PRICE_COLUMNS
+
+    fallback = {"cached_input_per_mtok": "none listed: cached tokens bill at the input price",
+                "cache_write_per_mtok": "none listed: cache writes bill at the input price",
+                "audio_input_per_mtok": "none listed: audio input bills as text input",
+                "audio_output_per_mtok": "none listed: audio output bills as text output"}
+    lines: list[tuple[str, str]] = [("ref", row.ref), ("source", f"{row.source} ({row.kind})")]
+    if row.effective_from is not None:
+        lines.append(("effective from", row.effective_from.isoformat()))
+    for label, name in zip(("input", "cached input", "cache write", "output", "audio input",
+                            "audio output"), PRICE_COLUMNS, strict=True):
+        value = getattr(row, name)
+        lines.append((label, format_price(value) if value is not None else fallback[name]))
+    lines.append(("why", row.why))
+    for label, text in lines:
+        print(f"  {label.ljust(14)}  {text}")
+
+
+def _compare(fetched: Sequence[Provider]) -> list[str]:
+    """How the fetched genai-prices data differs from the bundled data for OpenAI."""
+    from genai_prices.data import providers as bundled
+
+    from models.pricing import LIBRARY_LABEL
+
+    def openai(providers: Sequence[Provider]) -> dict[str, ModelInfo]:
+        found = next((p for p in providers if p.id == "openai"), None)
+        return {m.id: m for m in (found.models if found else [])}
+
+    now = dt.datetime.now(dt.UTC)
+    new, old = openai(fetched), openai(bundled)
+    differ = sorted(k for k in new.keys() & old.keys()
+                    if new[k].get_prices(now) != old[k].get_prices(now))
+    added = sorted(new.keys() - old.keys())
+    return [
+        f"fetched current genai-prices data: {len(new)} OpenAI models (the bundled "
+        f"{LIBRARY_LABEL} data has {len(old)})",
+        f"today's standard price differs for {len(differ)}: {', '.join(differ) or '-'}",
+        f"not in the bundled data: {len(added)}: {', '.join(added) or '-'}",
+        "nothing was stored: costs keep using the bundled data (the price refs name it); "
+        "upgrade it with `pip install -U genai-prices`, or add org rows with kind = \"list\" "
+        "via `spendwatch prices apply FILE`",
+    ]
