@@ -216,14 +216,22 @@ class PriceBook:
     def _org_row(self, kind: str, model: str, raw_tier: str | None, tier: str, known: bool,
                  on: dt.date) -> PriceRow | None:
         tier_for_org = tier if known else "default"
+        # Responses name dated snapshots (gpt-4o-2024-08-06): a row for the model the
+        # price library maps the snapshot to (gpt-4o) covers it too.
+        canonical = None
+        if self._by_kind[kind]:
+            info = self._find_model(model)
+            canonical = info.id if info is not None and info.id != model else None
         best: tuple[tuple[int, int, int, dt.date], OrgPrice] | None = None
         for row in self._by_kind[kind]:
             if row.effective_from > on or row.service_tier not in (tier_for_org, "*"):
                 continue
             if row.model == model:
-                model_rank = (1, len(model))
+                model_rank = (2, len(model))
             elif row.model.endswith("*") and model.startswith(row.model[:-1]):
-                model_rank = (0, len(row.model) - 1)
+                model_rank = (1, len(row.model) - 1)
+            elif canonical is not None and row.model == canonical:
+                model_rank = (0, 0)
             else:
                 continue
             rank = (*model_rank, int(row.service_tier != "*"), row.effective_from)
@@ -232,8 +240,12 @@ class PriceBook:
         if best is None:
             return None
         row = best[1]
-        how = (f"exact model {model}" if row.model == model
-               else f"{model} matches the prefix {row.model!r} (the longest that matches)")
+        if row.model == model:
+            how = f"exact model {model}"
+        elif row.model.endswith("*") and model.startswith(row.model[:-1]):
+            how = f"{model} matches the prefix {row.model!r} (the longest that matches)"
+        else:
+            how = f"{model} is a snapshot of {row.model} (per {self.library_label})"
         tier_text = (f"tier {row.service_tier}" if row.service_tier != "*"
                      else f"tier * (no {tier_for_org} row in effect)")
         note = "" if known else f"; unknown service tier {raw_tier!r} priced as default"

@@ -399,3 +399,21 @@ def test_missing_file_and_parse_without_a_file():
     with pytest.raises(PriceFileError, match="no such file; check the path"):
         load_price_file("/nonexistent/prices.toml")
     assert parse_price_file(ENTRY, "inline.toml")[0].source == "inline.toml:1"
+
+
+def test_org_row_for_a_model_covers_its_dated_snapshots() -> None:
+    # Responses name the snapshot (gpt-4o-2024-08-06); a contract for gpt-4o covers it,
+    # but an exact row for the snapshot still wins.
+    base = OrgPrice(model="gpt-4o", service_tier="*", kind="contract",
+                    effective_from=dt.date(2026, 1, 1), input_per_mtok=Decimal("2"),
+                    output_per_mtok=Decimal("8"))
+    book = PriceBook.from_rows([base])
+    row = book.contract_price("gpt-4o-2024-08-06", "default", False, dt.date(2026, 2, 1))
+    assert row is not None and row.input_per_mtok == Decimal("2")
+    assert "snapshot of gpt-4o" in row.why
+    exact = OrgPrice(model="gpt-4o-2024-08-06", service_tier="*", kind="contract",
+                     effective_from=dt.date(2026, 1, 1), input_per_mtok=Decimal("1.9"),
+                     output_per_mtok=Decimal("7"))
+    book = PriceBook.from_rows([base, exact])
+    row = book.contract_price("gpt-4o-2024-08-06", "default", False, dt.date(2026, 2, 1))
+    assert row is not None and row.input_per_mtok == Decimal("1.9")
