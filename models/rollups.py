@@ -27,7 +27,19 @@ from decimal import Decimal
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Date, Engine, case, cast, delete, func, insert, select
+from sqlalchemy import (
+    Connection,
+    Date,
+    Engine,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal_column,
+    null,
+    select,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from models.costs import cost_of
@@ -191,6 +203,13 @@ class RollupEngine:
         return case(*whens, else_=last) if whens else last
 
     def _rebuild_days(self, conn: Connection, lo: dt.date, hi: dt.date) -> int:
+        """Re-aggregate the local days lo..hi from raw events and replace their rows.
+
+        Per-event work in SQL is kept to what a plain GROUP BY does: the error kind,
+        the streamed and usage flags and the latency bucket are extra group keys (one
+        CASE per event instead of one per histogram column), TTFT comes from a
+        second query over streamed events only, and Python folds those keys back
+        into columns."""
         start, _ = day_bounds(lo, self.tz)
         _, end = day_bounds(hi, self.tz)
         e = usage_events.c
@@ -204,9 +223,50 @@ class RollupEngine:
             func.coalesce(e.team, "").label("team"),
             func.coalesce(e.project, "").label("project"),
         ]
-        query = (select(*keys, *_measures()).where(e.ts >= start, e.ts < end)
-                 .group_by(*(k.element for k in keys)))
-        rows = [self._priced(dict(r._mapping)) for r in conn.execute(query)]
+        n_keys = len(keys)
+        extra = [e.error_kind, e.streamed, e.usage_reported,
+                 _bucket(e.latency_ms).label("lat_bucket")]
+        sums = [func.count(), func.sum(case((e.attempts > 1, e.attempts - 1), else_=0)),
+                *(func.sum(e[name]) for name in _TOKEN_COLUMNS), func.sum(e.latency_ms)]
+        group = [k.element for k in keys] + extra[:3] + [extra[3].element]
+        main = (select(*keys, *extra, *sums).where(e.ts >= start, e.ts < end)
+                .group_by(*group))
+        acc: dict[tuple[object, ...], dict[str, object]] = {}
+        for r in conn.execute(main):
+            key = tuple(r[:n_keys])
+            row = acc.get(key)
+            if row is None:
+                row = acc[key] = dict.fromkeys(ROLLUP_SUMS, 0)
+                row.update(zip(_KEY_NAMES, key, strict=True))
+            kind, streamed, reported, bucket = r[n_keys:n_keys + 4]
+            n, retries, *tokens, lat_sum = r[n_keys + 4:]
+            row["requests"] += n
+            row["retries"] += retries or 0
+            if kind:
+                row[_ERROR_COLUMN.get(kind, "errors_other")] += n
+            if streamed:
+                row["streamed"] += n
+            if not reported:
+                row["usage_missing"] += n
+            for name, value in zip(_TOKEN_COLUMNS, tokens, strict=True):
+                row[name] += value or 0
+            if bucket is not None:
+                row[f"lat_{int(bucket):02d}"] += n
+                row["latency_count"] += n
+                row["latency_sum_ms"] += lat_sum or 0.0
+        ttft_bucket = _bucket(e.ttft_ms)
+        ttft = (select(*keys, ttft_bucket, func.count(), func.sum(e.ttft_ms))
+                .where(e.ts >= start, e.ts < end, e.ttft_ms.is_not(None))
+                .group_by(*(k.element for k in keys), ttft_bucket))
+        for r in conn.execute(ttft):
+            row = acc.get(tuple(r[:n_keys]))
+            if row is None:  # pragma: no cover - every TTFT event is also in the main query
+                continue
+            bucket, n, total = r[n_keys:]
+            row[f"ttft_{int(bucket):02d}"] += n
+            row["ttft_count"] += n
+            row["ttft_sum_ms"] += total or 0.0
+        rows = [self._priced(row) for row in acc.values()]
         conn.execute(delete(rollup_daily).where(rollup_daily.c.day >= lo,
                                                 rollup_daily.c.day <= hi))
         if rows:
@@ -217,9 +277,6 @@ class RollupEngine:
         row["day"] = _as_date(row["day"])
         row["price_date"] = _as_date(row["price_date"])
         row["is_batch"] = bool(row["is_batch"])
-        for name in ROLLUP_SUMS:
-            value = row.get(name)
-            row[name] = 0 if value is None else value
         tokens = SimpleNamespace(**{k: int(row[k]) for k in (  # type: ignore[call-overload]
             "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
             "audio_input_tokens", "audio_output_tokens")})
@@ -279,42 +336,25 @@ class RollupEngine:
                                                  updated_at=dt.datetime.now(UTC)))
 
 
-def _measures() -> list[ColumnElement[object]]:
-    e = usage_events.c
+_TOKEN_COLUMNS = ("input_tokens", "cached_input_tokens", "cache_write_tokens",
+                  "output_tokens", "reasoning_tokens", "audio_input_tokens",
+                  "audio_output_tokens")
+_KEY_NAMES = ("day", "price_date", "model", "service_tier", "is_batch", "endpoint", "team",
+              "project")
+_ERROR_COLUMN = {"rate_limit": "errors_rate_limit", "client": "errors_client",
+                 "server": "errors_server", "network": "errors_network",
+                 "other": "errors_other"}
 
-    def count_if(cond: ColumnElement[bool]) -> ColumnElement[object]:
-        return func.sum(case((cond, 1), else_=0))
 
-    out: list[ColumnElement[object]] = [
-        func.count().label("requests"),
-        count_if(e.error_kind == "rate_limit").label("errors_rate_limit"),
-        count_if(e.error_kind == "client").label("errors_client"),
-        count_if(e.error_kind == "server").label("errors_server"),
-        count_if(e.error_kind == "network").label("errors_network"),
-        count_if(e.error_kind == "other").label("errors_other"),
-        count_if(e.streamed.is_(True)).label("streamed"),
-        func.sum(case((e.attempts > 1, e.attempts - 1), else_=0)).label("retries"),
-        count_if(e.usage_reported.is_(False)).label("usage_missing"),
-    ]
-    for name in ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
-                 "reasoning_tokens", "audio_input_tokens", "audio_output_tokens"):
-        out.append(func.sum(func.coalesce(e[name], 0)).label(name))
-    out += [func.count(e.latency_ms).label("latency_count"),
-            func.sum(e.latency_ms).label("latency_sum_ms"),
-            func.count(e.ttft_ms).label("ttft_count"),
-            func.sum(e.ttft_ms).label("ttft_sum_ms")]
-    for prefix, col in (("lat", e.latency_ms), ("ttft", e.ttft_ms)):
-        lower = None
-        for i, edge in enumerate((*LATENCY_EDGES_MS, None)):
-            if edge is None:
-                cond = col >= lower
-            elif lower is None:
-                cond = col < edge
-            else:
-                cond = (col >= lower) & (col < edge)
-            out.append(count_if(cond).label(f"{prefix}_{i:02d}"))
-            lower = edge
-    return out
+def _bucket(col: ColumnElement[float]) -> ColumnElement[object]:
+    """The histogram bucket of a latency: 0 below the first edge, ... , the last bucket
+    at or above the last edge; NULL for NULL."""
+    # Constants inline (not bound parameters), so that the same CASE in the select
+    # list and in GROUP BY is one expression to PostgreSQL.
+    whens = [(col.is_(None), null())]
+    whens += [(col < literal_column(str(edge)), literal_column(str(i)))
+              for i, edge in enumerate(LATENCY_EDGES_MS)]
+    return case(*whens, else_=literal_column(str(len(LATENCY_EDGES_MS))))
 
 
 def _as_date(value: object) -> dt.date:

@@ -66,27 +66,49 @@ def test_concurrent_rollups_do_not_double_count(database):
     engine.dispose()
 
 
+def _wait_for(paths: list[Path], ready, timeout: float = 90) -> list[str]:
+    """Poll the processes' log files until ``ready(logs)``; the logs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = [p.read_text() if p.exists() else "" for p in paths]
+        if ready(logs) or time.monotonic() > deadline:
+            return logs
+        time.sleep(0.2)
+
+
 def test_two_scheduler_processes_one_works(database, tmp_path):
     engine = open_database(database.url)
     EventStore(engine).insert([ev(dt.datetime(2026, 7, 2, h, tzinfo=UTC)) for h in range(5)])
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SPENDWATCH_DATABASE_URL": database.url,
            "SPENDWATCH_ROLLUP_INTERVAL": "0.5", "SPENDWATCH_DATA_DIR": str(tmp_path)}
-    procs = [subprocess.Popen([sys.executable, "-m", "spendwatch.cli", "scheduler"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(2)]
-    time.sleep(1.5)
-    procs.append(subprocess.Popen([sys.executable, "-m", "spendwatch.cli", "scheduler"],
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True))
-    time.sleep(3)
+    paths = [tmp_path / f"scheduler{i}.log" for i in range(3)]
+    procs = []
+
+    def start(i: int) -> None:
+        with open(paths[i], "w") as out:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "spendwatch.cli", "scheduler"], env=env, stdout=out,
+                stderr=subprocess.STDOUT, text=True))
+
+    def lines(logs: list[str], text: str) -> int:
+        return sum(text in log for log in logs)
+
+    start(0)
+    start(1)
+    _wait_for(paths, lambda logs: lines(logs, "holds the lease") == 1
+              and lines(logs, "standing by") == 1)
+    start(2)  # a third, later: stands by too
+    logs = _wait_for(paths, lambda logs: lines(logs, "standing by") == 2)
+    time.sleep(1.0)  # a few more rounds of the jobs
     for p in procs:
         p.send_signal(signal.SIGTERM)
-    logs = [p.communicate(timeout=30)[0] for p in procs]
+    for p in procs:
+        p.wait(timeout=60)
+    logs = [p.read_text() for p in paths]
     assert [p.returncode for p in procs] == [0, 0, 0], logs
-    holders = [log for log in logs if "holds the lease" in log]
-    standing = [log for log in logs if "standing by" in log]
-    assert len(holders) == 1 and len(standing) == 2, logs
-    assert all("released the lease" in log for log in holders)
+    assert lines(logs, "holds the lease") == 1 and lines(logs, "standing by") == 2, logs
+    holder = next(log for log in logs if "holds the lease" in log)
+    assert "released the lease" in holder
     with engine.connect() as conn:
         rows = conn.execute(select(rollup_daily.c.requests)).all()
     assert rows == [(5,)]  # rolled up once, not three times
