@@ -153,17 +153,23 @@ def _measures() -> list[Column[object]]:
     return cols
 
 
+def _tag_keys() -> list[Column[object]]:
+    return [
+        Column("model", String(200), nullable=False),
+        Column("service_tier", String(32), nullable=False),
+        Column("is_batch", Boolean, nullable=False),
+        Column("endpoint", String(64), nullable=False),
+        Column("team", String(200), nullable=False),
+        Column("project", String(200), nullable=False),
+    ]
+
+
 rollup_daily = Table(
     "rollup_daily",
     metadata,
     Column("day", Date, nullable=False),
     Column("price_date", Date, nullable=False),
-    Column("model", String(200), nullable=False),
-    Column("service_tier", String(32), nullable=False),
-    Column("is_batch", Boolean, nullable=False),
-    Column("endpoint", String(64), nullable=False),
-    Column("team", String(200), nullable=False),
-    Column("project", String(200), nullable=False),
+    *_tag_keys(),
     *_measures(),
     PrimaryKeyConstraint(*DAILY_KEYS, name="pk_rollup_daily"),
 )
@@ -172,12 +178,7 @@ rollup_monthly = Table(
     "rollup_monthly",
     metadata,
     Column("month", Date, nullable=False, comment="first day of the month"),
-    Column("model", String(200), nullable=False),
-    Column("service_tier", String(32), nullable=False),
-    Column("is_batch", Boolean, nullable=False),
-    Column("endpoint", String(64), nullable=False),
-    Column("team", String(200), nullable=False),
-    Column("project", String(200), nullable=False),
+    *_tag_keys(),
     *_measures(),
     PrimaryKeyConstraint(*MONTHLY_KEYS, name="pk_rollup_monthly"),
 )

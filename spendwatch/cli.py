@@ -8,6 +8,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from sqlalchemy import Engine
+
+from spendwatch.cli_common import open_engine
 from spendwatch.errors import SpendwatchError
 from spendwatch.settings import SETTINGS, Settings, load_settings
 
@@ -22,11 +25,8 @@ def _db_location(settings: Settings) -> str:
     return redact(settings.database_url)
 
 
-def _engine(settings: Settings, *, auto_create: bool = True):  # noqa: ANN202 - Engine
-    from models.database import open_database
-
-    print(f"database: {_db_location(settings)}", file=sys.stderr)
-    return open_database(settings.database_url, auto_create=auto_create)
+def _engine(settings: Settings, *, auto_create: bool = True) -> Engine:
+    return open_engine(settings, auto_create=auto_create)
 
 
 # -- db ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from spendwatch.cli_common import open_engine
 from spendwatch.settings import Settings
 
 if TYPE_CHECKING:
@@ -245,11 +246,7 @@ class _Seen:
     with_usage: int
 
 
-def _engine(settings: Settings) -> Engine:
-    from models.database import open_database, redact
-
-    print(f"database: {redact(settings.database_url)}", file=sys.stderr)
-    return open_database(settings.database_url)
+_engine = open_engine
 
 
 def _seen(engine: Engine) -> list[_Seen]:

@@ -8,23 +8,16 @@ import datetime as dt
 import json
 import sys
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
+from spendwatch.cli_common import open_engine, today
 from spendwatch.errors import ConfigurationError
 from spendwatch.settings import Settings
 
 __all__ = ["register"]
 
 
-def _engine(settings: Settings):  # noqa: ANN202 - sqlalchemy Engine
-    from models.database import open_database, redact
-
-    print(f"database: {redact(settings.database_url)}", file=sys.stderr)
-    return open_database(settings.database_url)
-
-
-def _today(settings: Settings) -> dt.date:
-    return dt.datetime.now(ZoneInfo(settings.timezone)).date()
+_engine = open_engine
+_today = today
 
 
 def _range(args: argparse.Namespace, settings: Settings) -> tuple[dt.date | None, dt.date | None]:
