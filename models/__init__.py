@@ -1,4 +1,8 @@
-"""The database: schema, engine, migrations and the usage-event store."""
+"""The database: schema, engine, migrations, the usage-event store, prices, costs,
+rollups and reports.
+
+Prices, rollups and reports are imported on first use (PEP 562), so an application
+that only records usage (``import collector``) never loads the price data."""
 
 from __future__ import annotations
 
@@ -19,22 +23,59 @@ from models.ids import uuid7
 from models.schema import metadata, usage_events
 from models.types import UTCDateTime
 
+_LAZY = {
+    "PriceBook": "models.pricing",
+    "PriceRow": "models.pricing",
+    "OrgPrice": "models.pricing",
+    "load_price_file": "models.price_file",
+    "apply_prices": "models.price_file",
+    "cost_of": "models.costs",
+    "CostBreakdown": "models.costs",
+    "RollupEngine": "models.rollups",
+    "RollupResult": "models.rollups",
+    "spend_report": "models.reports",
+    "SpendRow": "models.reports",
+    "Lease": "models.leases",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "ERROR_KINDS",
     "TOKEN_FIELDS",
+    "CostBreakdown",
     "EventStore",
+    "Lease",
+    "OrgPrice",
+    "PriceBook",
+    "PriceRow",
+    "RollupEngine",
+    "RollupResult",
+    "SpendRow",
     "UTCDateTime",
     "UsageEvent",
+    "apply_prices",
     "begin_write",
     "check_schema",
     "classify_error",
+    "cost_of",
     "create_db_engine",
     "current_revision",
     "head_revision",
+    "load_price_file",
     "metadata",
     "open_database",
     "parse_database_url",
     "redact",
+    "spend_report",
     "upgrade",
     "usage_events",
     "uuid7",
