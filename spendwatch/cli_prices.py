@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from genai_prices.types import ModelInfo, Provider
     from sqlalchemy import Engine
 
-    from models.pricing import OrgPrice, PriceRow
+    from models.pricing import OrgPrice, PriceBook, PriceRow
 
 __all__ = ["register"]
 
@@ -113,15 +113,9 @@ def cmd_prices_apply(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_prices_list(args: argparse.Namespace, settings: Settings) -> int:
-    from models.pricing import PriceBook
     from spendwatch.tables import format_table
 
-    engine = _engine(settings)
-    try:
-        book = PriceBook.load(engine)
-        seen = _seen(engine)
-    finally:
-        engine.dispose()
+    book, seen = _book_and_seen(settings)
     needle = (args.model or "").lower()
     rows = [r for r in book.org_rows if needle in r.model.lower()]
     print("organisation prices (org_prices), USD per million tokens:")
@@ -182,15 +176,9 @@ def cmd_prices_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_prices_check(args: argparse.Namespace, settings: Settings) -> int:
-    from models.pricing import PriceBook
     from spendwatch.tables import format_table
 
-    engine = _engine(settings)
-    try:
-        book = PriceBook.load(engine)
-        seen = _seen(engine)
-    finally:
-        engine.dispose()
+    book, seen = _book_and_seen(settings)
     today = _today()
     if not seen:
         print("no usage events yet: nothing to check")
@@ -247,6 +235,17 @@ class _Seen:
 
 
 _engine = open_engine
+
+
+def _book_and_seen(settings: Settings) -> tuple[PriceBook, list[_Seen]]:
+    """The price book and the (model, tier, batch) combinations seen in events."""
+    from models.pricing import PriceBook
+
+    engine = _engine(settings)
+    try:
+        return PriceBook.load(engine), _seen(engine)
+    finally:
+        engine.dispose()
 
 
 def _seen(engine: Engine) -> list[_Seen]:
