@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+import httpx2
+import openai
 from openai import AsyncOpenAI, OpenAI
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
@@ -56,7 +58,14 @@ def test_32_threads_x_200_calls_exact_sums(fake_openai, recording):
 
 
 def test_1000_concurrent_async_calls_exact_sums(fake_openai, recording):
-    client = collector.instrument(AsyncOpenAI(base_url=fake_openai.base_url, api_key="t"))
+    # 1,000 tasks in flight at once, sharing a pool of 100 connections as an
+    # application's client would (1,000 simultaneous sockets to the thread-per-
+    # connection test server made connects time out on a loaded machine).
+    http = openai.DefaultAsyncHttpxClient(
+        limits=httpx2.Limits(max_connections=100, max_keepalive_connections=100),
+        timeout=httpx2.Timeout(120, connect=60))
+    client = collector.instrument(AsyncOpenAI(base_url=fake_openai.base_url, api_key="t",
+                                              http_client=http))
 
     async def one(i: int) -> None:
         with collector.tags(feature=f"f{i % 10}"):
