@@ -27,6 +27,11 @@ from models.types import SQLITE_DATETIME_FORMAT
 
 __all__ = ["EventStore"]
 
+try:  # resolved once, not per row: rows are built on the sink's background thread
+    from psycopg.types.json import Json as _Json
+except ImportError:  # a SQLite-only install has no psycopg; _pg_row is never called
+    _Json = None  # type: ignore[assignment,misc]
+
 UTC = dt.UTC
 
 _PG_TYPES = {
@@ -139,8 +144,6 @@ def _sqlite_row(e: UsageEvent, now: str) -> tuple[object, ...]:
 
 
 def _pg_row(e: UsageEvent, now: dt.datetime) -> tuple[object, ...]:
-    from psycopg.types.json import Json
-
     return (
         e.id, e.ts, now, e.provider, e.endpoint, e.model_requested, e.model,
         e.service_tier, e.is_batch, e.streamed, e.usage_reported,
@@ -148,5 +151,5 @@ def _pg_row(e: UsageEvent, now: dt.datetime) -> tuple[object, ...]:
         e.reasoning_tokens, e.audio_input_tokens, e.audio_output_tokens, e.latency_ms,
         e.ttft_ms, e.status_code, e.error_class, e.error_kind, e.attempts, e.request_id,
         e.team, e.project, e.user, e.feature, e.environment,
-        None if e.tags is None else Json(e.tags),
+        None if e.tags is None else _Json(e.tags),
     )
