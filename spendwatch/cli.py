@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import time
@@ -167,6 +168,16 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # -- parser -----------------------------------------------------------------------------
+#: Modules that add their own commands: each has ``register(subparsers)``.
+_COMMAND_MODULES = (
+    "spendwatch.cli_prices",      # prices apply|list|show|check|update
+    "spendwatch.cli_spend",       # rollup, reprice, report spend, scheduler
+    "spendwatch.cli_alerts",      # budgets ..., alerts ...
+    "spendwatch.cli_dashboard",   # serve
+    "spendwatch.cli_chargeback",  # report chargeback, month close|reopen|status, reconcile
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spendwatch",
@@ -206,10 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--markdown", action="store_true", help="the README's settings table")
     st.set_defaults(handler=cmd_settings)
 
-    from spendwatch import cli_prices, cli_spend
-
-    cli_prices.register(sub)
-    cli_spend.register(sub)
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
 
     demo = sub.add_parser("demo", help="record realistic demo traffic and show it")
     demo.add_argument("--calls", type=int, default=600, help="API calls to make (default 600)")

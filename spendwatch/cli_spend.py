@@ -170,3 +170,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     spend.add_argument("--until", help="last local day (default: today)")
     spend.add_argument("--format", choices=("table", "csv", "json"), default="table")
     spend.set_defaults(handler=cmd_report_spend)
+
+    from spendwatch import cli_chargeback
+
+    cli_chargeback.register_reports(rep_sub)
