@@ -30,10 +30,12 @@ __all__ = [
     "MONTHLY_KEYS",
     "PRICE_COLUMNS",
     "ROLLUP_SUMS",
+    "USER_ROLLUP_SUMS",
     "leases",
     "metadata",
     "org_prices",
     "rollup_daily",
+    "rollup_daily_user",
     "rollup_monthly",
     "rollup_state",
     "usage_events",
@@ -181,6 +183,27 @@ rollup_monthly = Table(
     *_tag_keys(),
     *_measures(),
     PrimaryKeyConstraint(*MONTHLY_KEYS, name="pk_rollup_monthly"),
+)
+
+#: Daily spend per user (``user`` is not a key of ``rollup_daily``: see there). Kept
+#: narrow: no tier, endpoint or histograms, so a row per active user x project x model a
+#: day. The Costs page's "group by user" and the chargeback's user level read it.
+USER_ROLLUP_SUMS = ("requests", "errors", "input_tokens", "cached_input_tokens",
+                    "output_tokens", "reasoning_tokens", "unpriced_tokens")
+rollup_daily_user = Table(
+    "rollup_daily_user",
+    metadata,
+    Column("day", Date, nullable=False, comment="calendar day in the reporting timezone"),
+    Column("user", String(200), nullable=False, comment="'' when the event had no user"),
+    Column("team", String(200), nullable=False),
+    Column("project", String(200), nullable=False),
+    Column("model", String(200), nullable=False),
+    *(Column(name, BigInteger, nullable=False, default=0) for name in USER_ROLLUP_SUMS[:-1]),
+    Column("cost_list", Money(), comment="NULL when the model is unpriced"),
+    Column("cost_contract", Money(), comment="contracted price, else the list price"),
+    Column("unpriced_tokens", BigInteger, nullable=False, default=0),
+    PrimaryKeyConstraint("day", "user", "team", "project", "model",
+                         name="pk_rollup_daily_user"),
 )
 
 #: Small named values the rollup keeps between runs (watermark, timezone).

@@ -231,3 +231,39 @@ def test_incremental_equals_brute_force(database, batches):
         assert dict(got) == dict(expected)
     finally:
         engine.dispose()
+
+
+def test_daily_spend_per_user(engine):
+    """rollup_daily_user: per user x team x project x model, priced like rollup_daily
+    (across a price change inside one day's two price dates it is summed), unpriced
+    model cost NULL, events without a user under ''."""
+    store = EventStore(engine)
+    store.insert([
+        ev(dt.datetime(2026, 3, 14, 10, tzinfo=UTC), user="ana"),
+        ev(dt.datetime(2026, 3, 14, 11, tzinfo=UTC), user="ana", output_tokens=200),
+        ev(dt.datetime(2026, 3, 14, 12, tzinfo=UTC), user="bo", error_kind="rate_limit",
+           status_code=429, usage_reported=False, input_tokens=None, output_tokens=None),
+        ev(dt.datetime(2026, 3, 14, 13, tzinfo=UTC), user=None),
+        ev(dt.datetime(2026, 3, 14, 14, tzinfo=UTC), user="ana", model="mystery"),
+    ])
+    RollupEngine(engine, prices=Book()).run()
+    from models.schema import rollup_daily_user
+
+    with engine.connect() as conn:
+        rows = {(r.user, r.model): r for r in conn.execute(select(rollup_daily_user))}
+    assert set(rows) == {("ana", "gpt-4o"), ("bo", "gpt-4o"), ("", "gpt-4o"),
+                         ("ana", "mystery")}
+    ana = rows[("ana", "gpt-4o")]
+    assert (ana.requests, ana.errors, ana.input_tokens, ana.output_tokens) == (2, 0, 2000, 300)
+    # 2000 input x $2.50/M = $0.005; 300 output x $10/M = $0.003 -> $0.008
+    assert ana.cost_list == Decimal("0.008")
+    assert ana.cost_contract == Decimal("0.008")
+    bo = rows[("bo", "gpt-4o")]
+    assert (bo.requests, bo.errors, bo.cost_list) == (1, 1, Decimal(0))
+    # 1000 x $2.50/M + 100 x $10/M = $0.0035
+    assert rows[("", "gpt-4o")].cost_list == Decimal("0.0035")
+    mystery = rows[("ana", "mystery")]
+    assert mystery.cost_list is None and mystery.unpriced_tokens == 1100
+    # the per-user rows add up to the daily rollup
+    total = sum((r.cost_list or Decimal(0)) for r in rows.values())
+    assert total == sum((r["cost_list"] or Decimal(0)) for r in daily(engine))
