@@ -123,6 +123,13 @@ SETTINGS: tuple[Setting, ...] = (
             "(each followed by the alert evaluation).", _positive_float),
     Setting("log_level", "INFO", "Log level of spendwatch's own loggers (they print nothing "
             "unless the application configures logging).", _log_level),
+    # -- dashboard
+    Setting("dashboard_host", "127.0.0.1", "Address `spendwatch serve` listens on; anything "
+            "beyond loopback should also set dashboard_user and dashboard_password."),
+    Setting("dashboard_port", "8050", "Port `spendwatch serve` listens on.", _positive_int),
+    Setting("dashboard_user", "", "User name for the dashboard's HTTP basic auth (auth is "
+            "on when this and dashboard_password are both set)."),
+    Setting("dashboard_password", "", "Password for the dashboard's HTTP basic auth."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -142,6 +149,10 @@ class Settings:
     rollup_interval: float
     log_level: str
     config_file: str = ""
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8050
+    dashboard_user: str = ""
+    dashboard_password: str = ""
 
     def source_of(self, name: str) -> str:  # pragma: no cover - informational
         return _BY_NAME[name].env
