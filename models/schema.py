@@ -31,6 +31,11 @@ __all__ = [
     "PRICE_COLUMNS",
     "ROLLUP_SUMS",
     "USER_ROLLUP_SUMS",
+    "alert_notifications",
+    "alert_rules",
+    "alert_states",
+    "budget_changes",
+    "budgets",
     "leases",
     "metadata",
     "org_prices",
@@ -224,3 +229,215 @@ leases = Table(
     Column("acquired_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
 )
+
+
+# -- alerts
+#: Budgets as applied from a budget file (``spendwatch budgets apply FILE``); one row
+#: per ``[[budget]]`` name. A budget removed from the file is kept with
+#: ``active = false`` (its alert history still points at it).
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("name", String(200), primary_key=True, comment="unique name from the file"),
+    Column("scope", JSON, nullable=False,
+           comment='{"team": ..., "project": ..., "model": ..., "user": ...}; {} = all'),
+    Column("scope_key", String(500), nullable=False,
+           comment="canonical text of the scope, e.g. team=search,project=ranker or *"),
+    Column("period", String(16), nullable=False, comment="daily|weekly|monthly"),
+    Column("amount", Money(), nullable=False, comment="USD per period"),
+    Column("cost_basis", String(16), nullable=False, comment="list|contract"),
+    Column("thresholds", JSON, nullable=False, comment="percentages, ascending"),
+    Column("recipients", JSON, nullable=False, comment="email addresses"),
+    Column("webhooks", JSON, nullable=False, comment="http(s) URLs (Slack-compatible)"),
+    Column("mode", String(16), nullable=False, comment="notify|block|downgrade"),
+    Column("downgrade", JSON, nullable=False, comment="model -> cheaper model"),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("source", String(500), comment="file:line it was applied from"),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+#: Reliability and forecast rules from the same file (``[[rule]]``).
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("kind", String(32), nullable=False,
+           comment="forecast|error_rate|latency_p95|spend_spike|unpriced"),
+    Column("params", JSON, nullable=False, comment="the rule's settings as in the file"),
+    Column("recipients", JSON, nullable=False),
+    Column("webhooks", JSON, nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("source", String(500)),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+#: Every change to a budget or rule, for finance: who, when, before and after.
+budget_changes = Table(
+    "budget_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False, comment="budget|rule"),
+    Column("name", String(200), nullable=False),
+    Column("action", String(16), nullable=False, comment="added|changed|removed"),
+    Column("actor", String(200), nullable=False, comment="--actor, else the OS user"),
+    Column("changed_at", UTCDateTime(), nullable=False),
+    Column("before", JSON, comment="the row before (NULL when added)"),
+    Column("after", JSON, comment="the row after (NULL when removed)"),
+    Column("source", String(500)),
+    Index("ix_budget_changes_name", "kind", "name"),
+)
+
+#: One row per alert: rule x scope x threshold x period. The UNIQUE constraint is
+#: what makes an alert fire once: every evaluator inserts first and only the one whose
+#: insert succeeded creates the notifications. ``rule`` is ``budget:<name>`` or
+#: ``rule:<name>``; ``period`` is the budget period (2026-11, 2026-11-22, 2026-W47) or,
+#: for reliability rules, the episode (``2026-11-22#1``).
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(250), nullable=False),
+    Column("scope", String(500), nullable=False),
+    Column("threshold", String(32), nullable=False, comment="e.g. 80 (%), forecast, 429"),
+    Column("period", String(32), nullable=False),
+    Column("status", String(16), nullable=False, comment="triggered|resolved"),
+    Column("severity", String(16), nullable=False, default="warning"),
+    Column("summary", Text, nullable=False, comment="one line, as in the email subject"),
+    Column("value", Money(), comment="spend (USD) or the measured value"),
+    Column("limit_value", Money(), comment="budget amount or the rule's limit"),
+    Column("details", JSON, comment="window, forecast, top contributors, ..."),
+    Column("triggered_at", UTCDateTime(), nullable=False),
+    Column("resolved_at", UTCDateTime()),
+    UniqueConstraint("rule", "scope", "threshold", "period", name="uq_alert_states_key"),
+    Index("ix_alert_states_triggered_at", "triggered_at"),
+)
+
+#: One message to send per alert, kind (triggered|resolved) and channel target. A
+#: sender claims a row (``claimed_until``) before sending; a failure leaves it
+#: ``failed`` with the error, and a later run retries it.
+alert_notifications = Table(
+    "alert_notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", Integer, nullable=False),
+    Column("kind", String(16), nullable=False, comment="triggered|resolved"),
+    Column("channel", String(16), nullable=False, comment="email|webhook|outbox"),
+    Column("target", String(1000), nullable=False, comment="addresses or URL"),
+    Column("status", String(16), nullable=False, comment="pending|sent|failed|skipped"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("claimed_by", String(300)),
+    Column("claimed_until", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime()),
+    UniqueConstraint("alert_id", "kind", "channel", "target",
+                     name="uq_alert_notifications_key"),
+    Index("ix_alert_notifications_status", "status"),
+)
+
+
+# -- chargeback
+#: Token and count columns a chargeback line carries (snapshot and correction rows).
+CHARGEBACK_COUNTS = ("requests", "errors", "input_tokens", "cached_input_tokens",
+                     "cache_write_tokens", "output_tokens", "reasoning_tokens",
+                     "audio_input_tokens", "audio_output_tokens", "unpriced_tokens")
+
+
+def _chargeback_measures() -> list[Column[object]]:
+    return [
+        *(Column(name, BigInteger, nullable=False, default=0) for name in CHARGEBACK_COUNTS),
+        Column("cost_list", Money(), comment="NULL when the model is unpriced"),
+        Column("cost_contract", Money(), comment="contracted price, else the list price"),
+        Column("prices", Text, comment="JSON: the list and contract unit prices used"),
+    ]
+
+
+#: Months closed for chargeback: a row here means the month is closed; rollups and
+#: reprices leave it unchanged and its reports read ``chargeback_snapshot``.
+month_closes = Table(
+    "month_closes",
+    metadata,
+    Column("month", Date, primary_key=True, comment="first day of the month"),
+    Column("closed_at", UTCDateTime(), nullable=False),
+    Column("closed_by", String(200), nullable=False),
+)
+
+#: Every close and reopen, with who and why (a reopen needs a reason).
+month_close_log = Table(
+    "month_close_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("month", Date, nullable=False),
+    Column("action", String(16), nullable=False, comment="close|reopen"),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("by", String(200), nullable=False),
+    Column("reason", Text),
+)
+
+#: The daily rollup rows of a closed month as they were when it was closed.
+chargeback_snapshot = Table(
+    "chargeback_snapshot",
+    metadata,
+    Column("month", Date, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("price_date", Date, nullable=False),
+    *_tag_keys(),
+    *_chargeback_measures(),
+    PrimaryKeyConstraint("month", *DAILY_KEYS, name="pk_chargeback_snapshot"),
+)
+
+#: Differences found after a month closed (late events, reprices), posted to the
+#: first open month after it. Deltas: counts and costs may be negative.
+chargeback_corrections = Table(
+    "chargeback_corrections",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source_month", Date, nullable=False, comment="the closed month corrected"),
+    Column("target_month", Date, nullable=False, comment="the open month it is posted in"),
+    Column("price_date", Date, nullable=False, comment="UTC day of the usage"),
+    *_tag_keys(),
+    *_chargeback_measures(),
+    Column("posted_at", UTCDateTime(), nullable=False),
+    Index("ix_chargeback_corrections_target", "target_month"),
+)
+
+#: Allocation files (cost centres and shared-cost rules) as applied; the latest is
+#: in force, and its effective dates say which months each entry covers.
+allocation_files = Table(
+    "allocation_files",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(500), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("applied_at", UTCDateTime(), nullable=False),
+)
+
+#: What OpenAI billed (Costs API), per UTC day, OpenAI project and line item.
+billed_costs = Table(
+    "billed_costs",
+    metadata,
+    Column("day", Date, nullable=False),
+    Column("openai_project_id", String(200), nullable=False),
+    Column("line_item", String(300), nullable=False),
+    Column("amount", Money(), nullable=False),
+    Column("currency", String(8), nullable=False),
+    Column("fetched_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("day", "openai_project_id", "line_item", name="pk_billed_costs"),
+)
+
+#: One row per reconciliation run (the daily job runs once a day).
+reconcile_runs = Table(
+    "reconcile_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("since", Date, nullable=False),
+    Column("until", Date, nullable=False),
+    Column("status", String(16), nullable=False, comment="ok|failed"),
+    Column("rows", Integer, nullable=False, default=0),
+    Column("message", Text),
+)
+
+__all__ += ["CHARGEBACK_COUNTS", "allocation_files", "billed_costs",
+            "chargeback_corrections", "chargeback_snapshot", "month_close_log",
+            "month_closes", "reconcile_runs"]

@@ -82,6 +82,31 @@ def _timezone(name: str, raw: str) -> str:
     return value
 
 
+def _flag(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigurationError(f"{name}={raw!r} is not on or off; use true or false")
+
+
+def _port(name: str, raw: str) -> int:
+    value = _positive_int(name, raw)
+    if value > 65535:
+        raise ConfigurationError(f"{name}={value} is not a TCP port; use 1-65535, e.g. 587")
+    return value
+
+
+def _weekday(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    days = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+    if value not in days:
+        raise ConfigurationError(f"{name}={raw!r} is not a weekday; use one of "
+                                 f"{', '.join(days)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     """One row of the settings table."""
@@ -130,6 +155,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dashboard_user", "", "User name for the dashboard's HTTP basic auth (auth is "
             "on when this and dashboard_password are both set)."),
     Setting("dashboard_password", "", "Password for the dashboard's HTTP basic auth."),
+    # -- alerts
+    Setting("smtp_host", "", "SMTP server for alert emails; empty: emails are written as "
+            ".eml files to {data_dir}/outbox instead of being sent."),
+    Setting("smtp_port", "587", "SMTP port.", _port),
+    Setting("smtp_starttls", "true", "Use STARTTLS before logging in (true/false).", _flag),
+    Setting("smtp_user", "", "SMTP login (empty: no login)."),
+    Setting("smtp_password", "", "SMTP password (prefer the environment variable)."),
+    Setting("smtp_from", "spendwatch@localhost", "From address of alert emails."),
+    Setting("alert_webhook_url", "", "Slack-compatible webhook every alert is also posted to "
+            "(budgets and rules can name their own)."),
+    Setting("dashboard_url", "http://127.0.0.1:8050", "Base URL of the dashboard, for the "
+            "links in alert messages."),
+    Setting("week_start", "monday", "First day of a weekly budget period.", _weekday),
+    Setting("enforce_budgets", "false", "Let the collector enforce block/downgrade budgets "
+            "before each call (reads spend from the database).", _flag),
+    Setting("enforce_refresh", "5", "Seconds the collector caches budget spend before "
+            "re-reading it.", _positive_float),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -149,6 +191,17 @@ class Settings:
     rollup_interval: float
     log_level: str
     config_file: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "spendwatch@localhost"
+    alert_webhook_url: str = ""
+    dashboard_url: str = "http://127.0.0.1:8050"
+    week_start: str = "monday"
+    enforce_budgets: bool = False
+    enforce_refresh: float = 5.0
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8050
     dashboard_user: str = ""
