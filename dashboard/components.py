@@ -1,0 +1,143 @@
+"""Pieces every page uses: headline cards, messages and empty states, tables,
+stacked charts, CSV downloads and the clientside callback that keeps a page's
+filters in its URL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+
+import dash_bootstrap_components as dbc
+import pandas as pd
+import plotly.graph_objects as go
+from dash import Dash, Input, Output, html
+
+from dashboard.formatting import to_float
+from dashboard.queries import DataStatus
+
+__all__ = ["csv_text", "data_notice", "empty_figure", "headline_card", "messages",
+           "stacked_figure", "table", "url_sync"]
+
+_RECORD_HINT = [
+    "No usage has been recorded in this database yet. Wrap your application's client: ",
+    html.Code("client = collector.instrument(OpenAI(), team=\"search\", project=\"ranker\")"),
+    ", make a call, then run ", html.Code("spendwatch rollup"), " (or keep ",
+    html.Code("spendwatch scheduler"), " running). To see the dashboard with realistic "
+    "data first, run ", html.Code("spendwatch demo"), ".",
+]
+
+
+def data_notice(status: DataStatus, timezone: str) -> list[dbc.Alert]:
+    """Empty-state explanations and warnings about the data as a whole."""
+    out: list[dbc.Alert] = []
+    if not status.has_events:
+        out.append(dbc.Alert(_RECORD_HINT, color="info", className="empty-state"))
+    elif not status.has_rollups:
+        out.append(dbc.Alert([
+            "Events are recorded but not rolled up yet. Run ", html.Code("spendwatch rollup"),
+            " once, or keep ", html.Code("spendwatch scheduler"), " running (it rolls up "
+            "every few minutes)."], color="info", className="empty-state"))
+    if status.rollup_timezone and status.rollup_timezone != timezone:
+        out.append(dbc.Alert([
+            f"The rollups were built in timezone {status.rollup_timezone}, but the reporting "
+            f"timezone is {timezone}: days shown are {status.rollup_timezone} days. Run ",
+            html.Code("spendwatch rollup --rebuild"), " to rebuild them."], color="warning"))
+    return out
+
+
+def messages(texts: Iterable[str], color: str = "warning") -> list[dbc.Alert]:
+    """One alert per message (Dash escapes the text: a value from a URL stays text)."""
+    return [dbc.Alert(t, color=color, className="py-2 mb-2 page-message") for t in texts]
+
+
+def headline_card(title: str, value: str, change: str, note: str, card_id: str) -> dbc.Col:
+    return dbc.Col(dbc.Card(dbc.CardBody([
+        html.Div(title, className="text-muted small"),
+        html.H4(value, className="mb-0 headline-value", id=f"{card_id}-value"),
+        html.Div([html.Span(change, className="fw-semibold"), " ", note],
+                 className="small text-muted", id=f"{card_id}-change"),
+    ])), xs=12, sm=6, lg=3, className="mb-3")
+
+
+def table(frame: pd.DataFrame, table_id: str) -> dbc.Table:
+    """A plain HTML table of already formatted text."""
+    return dbc.Table.from_dataframe(frame, striped=True, bordered=False, hover=True,
+                                    size="sm", id=table_id, className="small")
+
+
+def empty_figure(text: str) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False}, height=320,
+                      annotations=[{"text": text, "showarrow": False, "font": {"size": 14}}],
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def stacked_figure(frame: pd.DataFrame, *, x: str, key: str, y: str, title: str,
+                   y_title: str, kind: str = "bar") -> go.Figure:
+    """One trace per value of ``key``, stacked. Money columns (Decimal or None) become
+    floats here and only here; None stays a gap."""
+    fig = go.Figure()
+    for name in _keys_by_total(frame, key, y):
+        part = frame[frame[key] == name]
+        xs = [str(v) for v in part[x]]
+        ys = [to_float(v) if isinstance(v, Decimal) or v is None else float(v)
+              for v in part[y]]
+        label = name if name != "" else "(none)"
+        if kind == "area":
+            fig.add_trace(go.Scatter(x=xs, y=ys, name=label, stackgroup="one", mode="lines"))
+        else:
+            fig.add_trace(go.Bar(x=xs, y=ys, name=label))
+    fig.update_layout(title=title, barmode="stack", height=380, yaxis_title=y_title,
+                      legend={"orientation": "h", "y": -0.2},
+                      margin={"l": 50, "r": 10, "t": 50, "b": 10})
+    return fig
+
+
+def _keys_by_total(frame: pd.DataFrame, key: str, y: str) -> list[str]:
+    totals: dict[str, float] = {}
+    for name, value in zip(frame[key], frame[y], strict=True):
+        totals[name] = totals.get(name, 0.0) + (float(value) if value is not None else 0.0)
+    return sorted(totals, key=lambda k: (-totals[k], k))
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """CSV with exact decimals (Decimal's own text, never a float's)."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            out[column] = [format(v, "f") if isinstance(v, Decimal) else ("" if v is None
+                           else v) for v in out[column]]
+    return str(out.to_csv(index=False))
+
+
+def url_sync(app: Dash, store_id: str, params: Sequence[tuple[str, str, str]]) -> None:
+    """Keep the page's URL query string equal to its controls, without reloading the
+    page: ``params`` is (query name, component id, property). ``history.replaceState``
+    does not notify Dash's router, so the page is not rendered again."""
+    names = json.dumps([p[0] for p in params])
+    app.clientside_callback(
+        f"""
+        function() {{
+            const names = {names};
+            const query = new URLSearchParams();
+            const args = arguments;
+            names.forEach(function(name, i) {{
+                const value = args[i];
+                if (value === null || value === undefined || value === "") return;
+                (Array.isArray(value) ? value : [value]).forEach(function(v) {{
+                    if (v !== null && v !== "") query.append(name, String(v));
+                }});
+            }});
+            const text = query.toString();
+            const url = window.location.pathname + (text ? "?" + text : "");
+            if (url !== window.location.pathname + window.location.search) {{
+                window.history.replaceState(window.history.state, "", url);
+            }}
+            return text;
+        }}
+        """,
+        Output(store_id, "data"),
+        [Input(component, prop) for _, component, prop in params],
+    )
