@@ -105,7 +105,7 @@ class RollupEngine:
         self.tz_name = timezone
         self.tz = ZoneInfo(timezone)
         self._prices = prices
-        self._closed = closed_months or (lambda conn: set())
+        self._closed = closed_months or _stored_closed_months
         self.dialect = engine.dialect.name
         self._price_cache: dict[tuple[object, ...], tuple[object | None, object | None]] = {}
 
@@ -408,6 +408,13 @@ def _bucket(col: ColumnElement[float]) -> ColumnElement[object]:
     whens += [(col < literal_column(str(edge)), literal_column(str(i)))
               for i, edge in enumerate(LATENCY_EDGES_MS)]
     return case(*whens, else_=literal_column(str(len(LATENCY_EDGES_MS))))
+
+
+def _stored_closed_months(conn: Connection) -> set[dt.date]:
+    """The months closed for chargeback (``spendwatch month close``)."""
+    from models.months import closed_months
+
+    return closed_months(conn)
 
 
 def _as_date(value: object) -> dt.date:

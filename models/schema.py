@@ -360,6 +360,8 @@ month_closes = Table(
     Column("month", Date, primary_key=True, comment="first day of the month"),
     Column("closed_at", UTCDateTime(), nullable=False),
     Column("closed_by", String(200), nullable=False),
+    Column("checked_at", UTCDateTime(), comment="when corrections were last looked for"),
+    Column("checked_prices", String(300), comment="the prices they were looked for with"),
 )
 
 #: Every close and reopen, with who and why (a reopen needs a reason).
