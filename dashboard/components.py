@@ -107,9 +107,14 @@ def csv_text(frame: pd.DataFrame) -> str:
     out = frame.copy()
     for column in out.columns:
         if out[column].dtype == object:
-            out[column] = [format(v, "f") if isinstance(v, Decimal) else ("" if v is None
-                           else v) for v in out[column]]
+            out[column] = [_csv_value(v) for v in out[column]]
     return str(out.to_csv(index=False))
+
+
+def _csv_value(value: object) -> object:
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    return "" if value is None else value
 
 
 def url_sync(app: Dash, store_id: str, params: Sequence[tuple[str, str, str]]) -> None:

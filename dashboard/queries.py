@@ -34,9 +34,9 @@ from models.schema import (
 )
 from models.types import Money
 
-__all__ = ["COUNTS", "ERROR_CLASSES", "MONEY", "DataStatus", "aggregate", "data_status",
-           "dimension_values", "fold_periods", "has_user_rollup", "percentile", "period_start",
-           "reading", "user_table"]
+__all__ = ["COUNTS", "ERROR_CLASSES", "MONEY", "USER_COUNTS", "DataStatus", "add_money",
+           "aggregate", "data_status", "dimension_values", "fold_periods", "has_user_rollup",
+           "months_with_data", "percentile", "period_start", "reading", "user_table"]
 
 #: Money measures: ``cost`` is what the organisation pays (the contracted price where
 #: there is one, else the list price); ``cost_list`` is at list prices.
@@ -50,7 +50,8 @@ COUNTS = ("requests", "errors_rate_limit", "errors_client", "errors_server", "er
 #: Error classes as the reliability page names them.
 ERROR_CLASSES = {"errors_rate_limit": "429 rate limit", "errors_client": "other 4xx",
                  "errors_server": "5xx", "errors_network": "network"}
-_USER_COUNTS = ("requests", "errors", "input_tokens", "cached_input_tokens", "output_tokens",
+#: Counts of ``rollup_daily_user``.
+USER_COUNTS = ("requests", "errors", "input_tokens", "cached_input_tokens", "output_tokens",
                 "reasoning_tokens", "unpriced_tokens")
 
 
@@ -112,14 +113,16 @@ def aggregate(engine: Engine, *, keys: Sequence[str], start: dt.date, end: dt.da
               counts: Sequence[str] = ("requests",), money: Sequence[str] = MONEY,
               table: Table = rollup_daily) -> pd.DataFrame:
     """Sums of ``counts`` and ``money`` per ``keys`` over the local days start..end of
-    ``table`` (``rollup_daily`` or ``rollup_daily_user``), with ``filters`` (column ->
-    allowed values) as bind parameters. Sorted by the keys."""
+    ``table`` (``rollup_daily``, ``rollup_daily_user``, or ``rollup_monthly`` whose
+    months are their first days), with ``filters`` (column -> allowed values) as bind
+    parameters. Sorted by the keys."""
     t = table
     dialect = engine.dialect.name
     cols: list[ColumnElement[object]] = [t.c[k].label(k) for k in keys]
     cols += [func.coalesce(func.sum(t.c[c]), 0).label(c) for c in counts]
     cols += [_money_sum(dialect, t.c[_MONEY_SOURCE[m]]).label(m) for m in money]
-    query = select(*cols).where(t.c.day >= start, t.c.day <= end)
+    when = t.c.day if "day" in t.c else t.c.month
+    query = select(*cols).where(when >= start, when <= end)
     for column, values in (filters or {}).items():
         if values:
             query = query.where(t.c[column].in_(list(values)))
@@ -132,8 +135,9 @@ def aggregate(engine: Engine, *, keys: Sequence[str], start: dt.date, end: dt.da
         frame[c] = frame[c].astype("int64")
     for m in money:
         frame[m] = frame[m].astype(object)
-    if "day" in keys:
-        frame["day"] = [_as_date(d) for d in frame["day"]]
+    for when_key in ("day", "month"):
+        if when_key in keys:
+            frame[when_key] = [_as_date(d) for d in frame[when_key]]
     return frame
 
 
@@ -236,6 +240,13 @@ def dimension_values(engine: Engine) -> dict[str, list[str]]:
     else:
         out["user"] = []
     return out
+
+
+def months_with_data(engine: Engine) -> list[dt.date]:
+    """First days of the months the monthly rollup has rows for, newest first."""
+    m = rollup_monthly.c.month
+    with reading(engine) as conn:
+        return [_as_date(v) for (v,) in conn.execute(select(m).distinct().order_by(m.desc()))]
 
 
 def _as_date(value: object) -> dt.date:
