@@ -160,13 +160,6 @@ def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-# -- demo ---------------------------------------------------------------------------
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from spendwatch.demo import run_demo
-
-    return run_demo(args, settings)
-
-
 # -- parser -----------------------------------------------------------------------------
 #: Modules that add their own commands: each has ``register(subparsers)``.
 _COMMAND_MODULES = (
@@ -175,6 +168,7 @@ _COMMAND_MODULES = (
     "spendwatch.cli_alerts",      # budgets ..., alerts ...
     "spendwatch.cli_dashboard",   # serve
     "spendwatch.cli_chargeback",  # report chargeback, month close|reopen|status, reconcile
+    "spendwatch.demo",            # demo
 )
 
 
@@ -220,12 +214,6 @@ def build_parser() -> argparse.ArgumentParser:
     for module in _COMMAND_MODULES:
         importlib.import_module(module).register(sub)
 
-    demo = sub.add_parser("demo", help="record realistic demo traffic and show it")
-    demo.add_argument("--calls", type=int, default=600, help="API calls to make (default 600)")
-    demo.add_argument("--no-serve", action="store_true",
-                      help="only load the data (accepted for forward compatibility)")
-    demo.add_argument("--port", type=int, default=8050, help="dashboard port")
-    demo.set_defaults(handler=cmd_demo)
     return parser
 
 

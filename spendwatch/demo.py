@@ -1,120 +1,385 @@
-"""``spendwatch demo``: realistic traffic through the real pipeline.
+"""``spendwatch demo``: a living organisation's usage, through the real pipeline.
 
-A local OpenAI-compatible server stands in for the API; a real ``openai`` client,
-instrumented by the collector, calls it for an organisation of six teams, fifteen
-projects and eight models (streams, cached-token heavy workloads, 429s and retries),
-the sink writes the events to a separate demo database, and the latest events are
-printed. The dashboard arrives with issue 5 of the tracker; until then the demo
-ends with the table.
+1. A separate demo database (``<data_dir>/demo.db`` unless ``--database-url``). A
+   complete demo database is reused as it is (``--reset`` regenerates it); one
+   holding events the demo did not make is refused.
+2. ``--days`` days of usage from :mod:`spendwatch.demo_data` (six teams, fifteen
+   projects, eight models, a launch, a 429 storm, a budget overrun, an unpriced
+   fine-tune, untagged traffic) are handed to the collector's sink with their past
+   timestamps; then a few dozen live calls are made today with the real ``openai``
+   SDK, instrumented by the collector, against a local OpenAI-compatible server.
+3. :class:`models.rollups.RollupEngine` rolls everything up.
+4. The example budgets (``demo_budgets.toml``) are applied and the alerts run; their
+   emails go to ``<data_dir>/outbox`` (the demo never uses an SMTP server or webhook).
+5. A summary, the dashboard's URL, and the dashboard (unless ``--no-serve``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as dt
 import json
-import random
 import sys
+import time
+from decimal import Decimal
+from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
-from spendwatch.settings import Settings, load_settings
+from sqlalchemy import Engine
 
-__all__ = ["ORG", "run_demo"]
+from spendwatch.errors import ConfigurationError
+from spendwatch.settings import Settings
 
-#: team -> projects
-ORG: dict[str, tuple[str, ...]] = {
-    "search": ("ranker", "query-rewrite", "snippets"),
-    "support": ("helpdesk-bot", "ticket-triage", "macros"),
-    "growth": ("email-copy", "ab-writer"),
-    "platform": ("evals", "embeddings-index"),
-    "finance": ("invoice-parser", "forecasting"),
-    "research": ("agents", "long-context", "fine-tune-lab"),
-}
-_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1", "o4-mini", "gpt-5-mini",
-           "text-embedding-3-small", "ft:gpt-4o-mini-2024-07-18:acme::demo01")
+if TYPE_CHECKING:
+    from spendwatch.demo_data import Plan
+
+__all__ = ["DEMO_MARKER", "budget_file", "overrun_budget", "register", "run_demo"]
+
+#: rollup_state row written once a demo load is complete (its value: JSON facts).
+DEMO_MARKER = "demo_loaded"
+_ENVIRONMENT = "demo"
+_LIVE_CALLS = 40
 
 
-def _progress(done: int, total: int) -> None:
-    width = 30
-    filled = width * done // total
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} calls")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = sub.add_parser(
+        "demo", help="load 90 days of a demo organisation's usage and open the dashboard",
+        description="Create (or reuse) a separate demo database with realistic usage, "
+                    "roll it up, run the example budgets' alerts and serve the dashboard.")
+    demo.add_argument("--days", type=int, default=90, help="days of history (default 90)")
+    demo.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    demo.add_argument("--reset", action="store_true",
+                      help="delete the demo data and generate it again")
+    demo.add_argument("--no-serve", action="store_true",
+                      help="load the data, print the summary and exit")
+    demo.add_argument("--port", type=int, default=8050, help="dashboard port (default 8050)")
+    demo.set_defaults(handler=run_demo)
+
+
+def budget_file() -> Path:
+    """The example budgets the demo applies."""
+    return Path(str(resources.files("spendwatch") / "demo_budgets.toml"))
 
 
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from models.database import redact
+
+    if not 1 <= args.days <= 400:
+        raise ConfigurationError(f"--days {args.days}: give a number of days from 1 to 400, "
+                                 f"e.g. --days 90")
+    explicit = getattr(args, "database_url", None)
+    url = explicit or f"sqlite:///{Path(settings.data_dir) / 'demo.db'}"
+    demo_settings = dataclasses.replace(
+        settings, database_url=url, spool_dir=str(Path(settings.data_dir) / "demo-spool"),
+        environment=_ENVIRONMENT, smtp_host="", alert_webhook_url="",
+        dashboard_url=f"http://127.0.0.1:{args.port}")
+    print(f"demo database: {redact(url)}", file=sys.stderr)
+    engine = _prepare(demo_settings, reset=args.reset, default_file=explicit is None)
+    marker = _marker(engine)
+    if marker is None:
+        started = time.perf_counter()
+        generated, plan = _load(engine, demo_settings, args.days, args.seed)
+        _rollup(engine, demo_settings)
+        seconds = time.perf_counter() - started
+        marker = {"events": generated, "days": args.days, "seed": args.seed,
+                  "loaded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                  "seconds": round(seconds, 1), **plan.facts()}
+        _set_marker(engine, marker)
+        print(f"generated {generated:,} events; loaded and rolled up in {seconds:.1f} s",
+              file=sys.stderr)
+    else:
+        print(f"reusing the demo data loaded at {marker['loaded_at']} "
+              f"({marker['events']:,} events, {marker['days']} days); "
+              f"`spendwatch demo --reset` generates it again", file=sys.stderr)
+        _rollup(engine, demo_settings)  # cheap: only what arrived since
+    outbox = _alerts(engine, demo_settings)
+    _summary(engine, demo_settings, outbox, args.port)
+    if args.no_serve:
+        return 0
+    return _serve(engine, demo_settings, args.port)
+
+
+# -- the demo database -----------------------------------------------------------------
+def _prepare(settings: Settings, *, reset: bool, default_file: bool) -> Engine:
+    """The demo database, emptied when ``reset`` or when a load was interrupted."""
+    from models.database import open_database
+    from spendwatch.errors import SchemaOutdatedError
+
+    try:
+        engine = open_database(settings.database_url)
+    except SchemaOutdatedError:
+        if not (reset and default_file):
+            raise
+        # a demo database made by another spendwatch version: start afresh
+        path = Path(settings.database_url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        engine = open_database(settings.database_url)
+    if not _has_events(engine):
+        return engine
+    if _has_foreign_events(engine):
+        engine.dispose()
+        raise ConfigurationError(
+            f"the database {settings.database_url} holds usage events the demo did not "
+            f"make (environment other than {_ENVIRONMENT!r}); the demo needs its own "
+            f"database: drop --database-url to use {Path(settings.data_dir) / 'demo.db'}, "
+            f"or give an empty database")
+    complete = _marker(engine) is not None
+    if complete and not reset:
+        return engine
+    print("deleting the previous demo data" + ("" if complete else
+          " (an earlier load did not finish)"), file=sys.stderr)
+    # Rows, not the file: a dashboard may have the demo database open.
+    from models.database import begin_write
+    from models.schema import metadata
+
+    with begin_write(engine) as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
+    return engine
+
+
+def _has_events(engine: Engine) -> bool:
+    from sqlalchemy import select
+
+    from models.schema import usage_events
+
+    with engine.connect() as conn:
+        return conn.execute(select(usage_events.c.id).limit(1)).first() is not None
+
+
+def _has_foreign_events(engine: Engine) -> bool:
+    from sqlalchemy import or_, select
+
+    from models.schema import usage_events as t
+
+    query = select(t.c.id).where(or_(t.c.environment.is_(None),
+                                     t.c.environment != _ENVIRONMENT)).limit(1)
+    with engine.connect() as conn:
+        return conn.execute(query).first() is not None
+
+
+def _marker(engine: Engine) -> dict[str, object] | None:
+    from sqlalchemy import select
+
+    from models.schema import rollup_state
+
+    with engine.connect() as conn:
+        value = conn.execute(select(rollup_state.c.value).where(
+            rollup_state.c.name == DEMO_MARKER)).scalar()
+    return None if value is None else json.loads(value)
+
+
+def _set_marker(engine: Engine, value: dict[str, object]) -> None:
+    from sqlalchemy import delete, insert
+
+    from models.database import begin_write
+    from models.schema import rollup_state
+
+    with begin_write(engine) as conn:
+        conn.execute(delete(rollup_state).where(rollup_state.c.name == DEMO_MARKER))
+        conn.execute(insert(rollup_state).values(name=DEMO_MARKER, value=json.dumps(value),
+                                                 updated_at=dt.datetime.now(dt.UTC)))
+
+
+def overrun_budget() -> Decimal:
+    """The monthly budget of the team that overruns it, from ``demo_budgets.toml``."""
+    import tomllib
+
+    from spendwatch.demo_data import OVERRUN_TEAM
+
+    with budget_file().open("rb") as f:
+        data = tomllib.load(f)
+    for budget in data.get("budget", []):
+        if budget.get("scope") == {"team": OVERRUN_TEAM} and budget["period"] == "monthly":
+            return Decimal(str(budget["amount"]))
+    raise ConfigurationError(f"{budget_file()} has no monthly budget for team "  # pragma: no cover
+                             f"{OVERRUN_TEAM!r}; add one")
+
+
+# -- loading ---------------------------------------------------------------------------
+def _runaway_call_usd(engine: Engine, on: dt.date) -> Decimal:
+    """What one call of the runaway agent loop costs at list price (to size it)."""
+    from models.pricing import PriceBook
+    from spendwatch.demo_data import RUNAWAY
+
+    price = PriceBook.load(engine).list_price(RUNAWAY.model, RUNAWAY.tier, False, on)
+    if price is None:  # pragma: no cover - gpt-4.1 is in every price list
+        return Decimal("0.0664")
+    return (RUNAWAY.input_tokens * price.input_per_mtok
+            + RUNAWAY.output_tokens * price.output_per_mtok) / 1_000_000
+
+
+def _load(engine: Engine, settings: Settings, days: int, seed: int) -> tuple[int, Plan]:
+    """Generate the history into the collector's sink, make the live calls, and wait
+    until every event is written. Returns how many events were generated, and the
+    plan."""
+    import collector
+    from spendwatch.demo_data import generate, make_plan
+    from spendwatch.progress import ProgressBar
+
+    collector.configure(database_url=settings.database_url, data_dir=settings.data_dir,
+                        spool_dir=settings.spool_dir, environment=_ENVIRONMENT,
+                        batch_size=5000, queue_size=200_000, flush_interval=0.2,
+                        log_level="WARNING")
+    sink = collector.get_sink()
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    plan = make_plan(now - dt.timedelta(seconds=5), days, settings.timezone, seed,
+                     overrun_budget_usd=overrun_budget(),
+                     runaway_call_usd=_runaway_call_usd(engine, now.date()))
+    bar = ProgressBar(f"generating {days} days of usage")
+    generated = 0
+    for hour, events in enumerate(generate(plan), 1):
+        for event in events:
+            collector.record_event(event)
+        generated += len(events)
+        while sink.stats().queued > 60_000:  # let the writer catch up
+            time.sleep(0.02)
+        bar(hour, plan.hours)
+    generated += _live_calls(seed)
+    bar = ProgressBar("writing events")
+    while not collector.flush(timeout=0.2):
+        st = sink.stats()
+        bar(st.written + st.spooled, generated)
+    st = sink.stats()
+    bar(st.written + st.spooled, generated)
+    sink.close()
+    if st.written != generated:
+        print(f"warning: {generated:,} events generated, {st.written:,} written, "
+              f"{st.spooled:,} kept in the spool {settings.spool_dir}, {st.dropped:,} "
+              f"dropped ({st.last_error or 'no error'})", file=sys.stderr)
+    return generated, plan
+
+
+def _live_calls(seed: int) -> int:
+    """Real ``openai`` SDK calls, instrumented, against a local server: today's newest
+    events are genuinely recorded. Returns the number of calls."""
+    import random
+
     from openai import OpenAI
 
     import collector
+    from spendwatch.demo_data import RUNAWAY, USERS, WORKLOADS
     from spendwatch.fake_openai import FakeOpenAI
 
-    url = args.database_url or f"sqlite:///{Path(settings.data_dir) / 'demo.db'}"
-    demo_settings = collector.configure(database_url=url, data_dir=settings.data_dir,
-                                        spool_dir=str(Path(settings.data_dir) / "demo-spool"))
-    print(f"demo database: {url}", file=sys.stderr)
-    rng = random.Random(42)
+    rng = random.Random(seed + 1)
+    calls = 0
     with FakeOpenAI() as server:
-        client = collector.instrument(OpenAI(base_url=server.base_url, api_key="demo",
-                                             max_retries=2), environment="demo")
-        for i in range(args.calls):
-            team = rng.choice(list(ORG))
-            project = rng.choice(ORG[team])
-            model = rng.choice(_MODELS)
-            headers: dict[str, str] = {}
-            prompt = rng.randint(200, 6000)
-            cached = prompt * rng.choice((0, 0, 50, 80)) // 100
-            out = rng.randint(20, 900)
-            with collector.tags(team=team, project=project, user=f"u-{rng.randint(1, 40)}",
-                                feature=rng.choice(("chat", "summaries", "search"))):
+        client = collector.instrument(OpenAI(base_url=server.base_url, api_key="sk-demo",
+                                             max_retries=2))
+        for i in range(_LIVE_CALLS):
+            w = RUNAWAY if i % 8 == 7 else rng.choice(WORKLOADS)
+            user = w.user if w.user != "" else rng.choice(USERS[w.team or ""])
+            tags = {k: v for k, v in (("team", w.team), ("project", w.project),
+                                      ("user", user), ("feature", w.feature)) if v}
+            inp = max(8, int(w.input_tokens * rng.lognormvariate(0, 0.5)))
+            out = max(1, int(w.output_tokens * rng.lognormvariate(0, 0.5)))
+            cached = int(inp * w.cached_share) // 128 * 128 if rng.random() < w.cache_hit else 0
+            headers = {"x-fake-service-tier": w.tier}
+            if i in (5, 23):  # the SDK retries a 429 once, then succeeds
+                headers.update({"x-fake-fail": "429", "x-fake-fail-times": "1"})
+            stream = rng.random() < w.stream
+            with collector.tags(**tags):
+                calls += 1
                 try:
-                    if model.startswith("text-embedding"):
-                        headers["x-fake-usage"] = json.dumps({"prompt_tokens": prompt,
-                                                              "total_tokens": prompt})
-                        client.embeddings.create(model=model, input="demo",
-                                                 extra_headers=headers)
-                    else:
-                        usage = {"prompt_tokens": prompt, "completion_tokens": out,
-                                 "total_tokens": prompt + out,
-                                 "prompt_tokens_details": {"cached_tokens": cached},
-                                 "completion_tokens_details": {
-                                     "reasoning_tokens": out // 2 if model.startswith("o")
-                                     else 0}}
-                        headers["x-fake-usage"] = json.dumps(usage)
-                        if rng.random() < 0.04:
-                            headers["x-fake-fail"] = rng.choice(("429", "500"))
-                            headers["x-fake-fail-times"] = str(rng.choice((1, 5)))
-                        if rng.random() < 0.3:
-                            stream = client.chat.completions.create(
-                                model=model, messages=[{"role": "user", "content": "hi"}],
-                                stream=True, extra_headers=headers)
-                            for _ in stream:
-                                pass
-                        else:
-                            client.chat.completions.create(
-                                model=model, messages=[{"role": "user", "content": "hi"}],
-                                extra_headers=headers)
-                except Exception:
-                    pass
-            if (i + 1) % 25 == 0 or i + 1 == args.calls:
-                _progress(i + 1, args.calls)
-        collector.flush(timeout=30)
-    stats = collector.stats()
-    print(f"recorded {stats.written if stats else 0} events", file=sys.stderr)
-    from models.database import open_database
+                    _one_call(client, w.endpoint, w.model, stream, headers, inp, cached,
+                              out, int(out * w.reasoning))
+                except Exception as exc:  # recorded by the collector; the demo goes on
+                    print(f"live call failed: {type(exc).__name__}", file=sys.stderr)
+    return calls
+
+
+def _one_call(client: object, endpoint: str, model: str, stream: bool,
+              headers: dict[str, str], inp: int, cached: int, out: int,
+              reasoning: int) -> None:
+    msgs = [{"role": "user", "content": "demo"}]
+    c = client  # an instrumented openai.OpenAI
+    if endpoint == "embeddings":
+        headers["x-fake-usage"] = json.dumps({"prompt_tokens": inp, "total_tokens": inp})
+        c.embeddings.create(model=model, input="demo", extra_headers=headers)  # type: ignore[attr-defined]
+    elif endpoint == "responses":
+        headers["x-fake-usage"] = json.dumps({
+            "input_tokens": inp, "output_tokens": out, "total_tokens": inp + out,
+            "input_tokens_details": {"cached_tokens": cached},
+            "output_tokens_details": {"reasoning_tokens": reasoning}})
+        result = c.responses.create(model=model, input="demo", stream=stream,  # type: ignore[attr-defined]
+                                    extra_headers=headers)
+        if stream:
+            for _ in result:
+                pass
+    else:
+        headers["x-fake-usage"] = json.dumps({
+            "prompt_tokens": inp, "completion_tokens": out, "total_tokens": inp + out,
+            "prompt_tokens_details": {"cached_tokens": cached},
+            "completion_tokens_details": {"reasoning_tokens": reasoning}})
+        result = c.chat.completions.create(model=model, messages=msgs, stream=stream,  # type: ignore[attr-defined]
+                                           extra_headers=headers)
+        if stream:
+            for _ in result:
+                pass
+
+
+def _rollup(engine: Engine, settings: Settings) -> None:
     from models.rollups import RollupEngine
-    from spendwatch.cli import cmd_events_tail
-    from spendwatch.cli_spend import cmd_report_spend
     from spendwatch.progress import ProgressBar
 
-    report_settings = load_settings({"database_url": url, "timezone": settings.timezone})
-    RollupEngine(open_database(url), timezone=settings.timezone).run(
-        progress=ProgressBar("rollup"))
-    cmd_events_tail(argparse.Namespace(n=10, follow=False, interval=1.0), report_settings)
-    print()
-    cmd_report_spend(argparse.Namespace(by="team,model", period="month", since=None,
-                                        until=None, format="table"), report_settings)
-    _ = demo_settings
-    print(f"\nThe dashboard (spendwatch serve) is not built yet. Explore the data with:\n"
-          f"  spendwatch --database-url {url} report spend --by project\n"
-          f"  spendwatch --database-url {url} events tail", file=sys.stderr)
+    RollupEngine(engine, timezone=settings.timezone).run(progress=ProgressBar("rolling up"))
+
+
+# -- budgets, alerts, summary, serve ------------------------------------------------------
+def _alerts(engine: Engine, settings: Settings) -> Path | None:
+    """Apply the example budgets and run the alerts, when the alerts package has them.
+    Returns the outbox folder."""
+    import alerts
+
+    apply = getattr(alerts, "apply_budget_file", None)
+    evaluate = getattr(alerts, "evaluate_alerts", None)
+    if apply is not None:
+        apply(engine, budget_file(), actor="spendwatch demo")
+    if evaluate is None:
+        print("(alert evaluation is not part of this spendwatch yet)", file=sys.stderr)
+        return None
+    evaluate(engine, settings)
+    return Path(settings.data_dir) / "outbox"
+
+
+def _summary(engine: Engine, settings: Settings, outbox: Path | None, port: int) -> None:
+    from sqlalchemy import func, select
+
+    from models.reports import spend_report
+    from models.schema import usage_events
+    from spendwatch.tables import format_table
+
+    with engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(usage_events)).scalar() or 0
+    today = dt.datetime.now(ZoneInfo(settings.timezone)).date()
+    month = today.replace(day=1)
+    rows = spend_report(engine, by=["team"], period="month", since=month, until=today)
+    table = [(r.keys["team"] or "(unallocated)", f"{r.requests:,}",
+              "unpriced tokens" if r.cost_contract is None else f"${r.cost_contract:,.2f}",
+              f"{r.tokens['unpriced_tokens']:,}" if r.unpriced else "")
+             for r in rows]
+    print(f"\n{count:,} usage events in the demo database. Spend by team this month "
+          f"({month:%B %Y}, contracted prices):")
+    print(format_table(("team", "requests", "spend", "unpriced tokens"), table,
+                       [False, True, True, True]))
+    if outbox is not None:
+        emails = sorted(outbox.glob("*.eml")) if outbox.is_dir() else []
+        print(f"\nalert emails: {len(emails)} in {outbox}")
+    print(f"\ndashboard: http://127.0.0.1:{port}/")
+
+
+def _serve(engine: Engine, settings: Settings, port: int) -> int:
+    import dashboard
+
+    serve = getattr(dashboard, "serve", None)
+    if serve is None:
+        print("The dashboard is not part of this spendwatch yet; explore the demo with:\n"
+              f"  spendwatch --database-url {settings.database_url} report spend --by "
+              f"team,project", file=sys.stderr)
+        return 0
+    serve(settings, settings.dashboard_host, port, engine=engine)
     return 0
