@@ -135,9 +135,11 @@ def aggregate(engine: Engine, *, keys: Sequence[str], start: dt.date, end: dt.da
         frame[c] = frame[c].astype("int64")
     for m in money:
         frame[m] = frame[m].astype(object)
-    for when_key in ("day", "month"):
+    for when_key in ("day", "month", "price_date"):
         if when_key in keys:
             frame[when_key] = [_as_date(d) for d in frame[when_key]]
+    if "is_batch" in keys:
+        frame["is_batch"] = frame["is_batch"].astype(bool)
     return frame
 
 
