@@ -17,6 +17,12 @@ steers it with headers (sent with ``extra_headers=``):
 ``x-fake-chunks: N``                content chunks in a stream (default 3)
 ``x-fake-chunk-delay-ms: N``        pause between chunks
 ``x-fake-service-tier: NAME``       the service tier the response names
+
+``GET /v1/organization/costs`` (the admin Costs API) answers with OpenAI's page shape
+from :attr:`FakeOpenAI.costs_buckets` (bucket objects, filtered by ``start_time`` /
+``end_time``), ``costs_page_size`` buckets per page with ``next_page`` cursors;
+``costs_status`` makes it answer with that HTTP error instead; every query is kept in
+``costs_queries`` and its ``Authorization`` header in ``costs_auth``.
 """
 
 from __future__ import annotations
@@ -71,6 +77,12 @@ class FakeOpenAI:
         handler = type("Handler", (_Handler,), {"fake": self})
         self._server = _Server((host, port), handler)
         self._thread: threading.Thread | None = None
+        #: the Costs API's data: {"object": "bucket", "start_time", "end_time", "results"}
+        self.costs_buckets: list[dict[str, object]] = []
+        self.costs_page_size = 7
+        self.costs_status: int | None = None
+        self.costs_queries: list[dict[str, list[str]]] = []
+        self.costs_auth: list[str] = []
 
     @property
     def base_url(self) -> str:
@@ -318,6 +330,35 @@ class _Handler(BaseHTTPRequestHandler):
     def _moderations(self, body: dict[str, object], request_id: str) -> None:
         self._send_json(200, {"id": "modr-fake", "model": self._model(body), "results": [{
             "flagged": False, "categories": {}, "category_scores": {}}]}, request_id)
+
+    # -- the admin Costs API ------------------------------------------------------
+    def do_GET(self) -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        parts = urlsplit(self.path)
+        if parts.path != "/v1/organization/costs":
+            self.send_error(501, "Unsupported method ('GET')")
+            return
+        self.fake.count(parts.path)
+        request_id = self.fake.next_request_id()
+        query = parse_qs(parts.query)
+        self.fake.costs_queries.append(query)
+        self.fake.costs_auth.append(self.headers.get("authorization", ""))
+        if self.fake.costs_status is not None:
+            status = self.fake.costs_status
+            self._send_json(status, {"error": {"message": f"fake {status}", "type": "error",
+                                               "code": None, "param": None}}, request_id)
+            return
+        start = int(query.get("start_time", ["0"])[0])
+        end = int(query.get("end_time", [str(2**62)])[0])
+        limit = min(int(query.get("limit", ["7"])[0]), self.fake.costs_page_size)
+        offset = int(query.get("page", ["0"])[0] or 0)
+        buckets = [b for b in self.fake.costs_buckets
+                   if start <= int(b["start_time"]) < end]  # type: ignore[call-overload]
+        page = buckets[offset:offset + limit]
+        more = offset + limit < len(buckets)
+        self._send_json(200, {"object": "page", "data": page, "has_more": more,
+                              "next_page": str(offset + limit) if more else None}, request_id)
 
 
 def main() -> None:  # pragma: no cover - used by the benchmark

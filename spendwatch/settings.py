@@ -172,6 +172,16 @@ SETTINGS: tuple[Setting, ...] = (
             "before each call (reads spend from the database).", _flag),
     Setting("enforce_refresh", "5", "Seconds the collector caches budget spend before "
             "re-reading it.", _positive_float),
+    # -- chargeback
+    Setting("openai_admin_key", "", "OpenAI admin key for the Costs API (reconciliation); "
+            "empty: no reconciliation. Prefer the environment variable."),
+    Setting("openai_admin_base_url", "https://api.openai.com/v1", "Base URL of OpenAI's "
+            "admin API (the Costs API is GET {base}/organization/costs)."),
+    Setting("openai_projects", "", "OpenAI project ids mapped to our project names for "
+            "reconciliation, e.g. proj_abc123=ranker,proj_def456=search."),
+    Setting("reconcile_drift_threshold", "5", "Percent by which a month's billed cost may "
+            "differ from the estimate before the reconciliation alert fires.",
+            _positive_float),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -206,6 +216,11 @@ class Settings:
     dashboard_port: int = 8050
     dashboard_user: str = ""
     dashboard_password: str = ""
+    # -- chargeback
+    openai_admin_key: str = ""
+    openai_admin_base_url: str = "https://api.openai.com/v1"
+    openai_projects: str = ""
+    reconcile_drift_threshold: float = 5.0
 
     def source_of(self, name: str) -> str:  # pragma: no cover - informational
         return _BY_NAME[name].env
