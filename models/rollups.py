@@ -33,6 +33,7 @@ from sqlalchemy import (
     Connection,
     Date,
     Engine,
+    Table,
     case,
     cast,
     delete,
@@ -275,8 +276,7 @@ class RollupEngine:
         rows = [self._priced(row) for row in acc.values()]
         conn.execute(delete(rollup_daily).where(rollup_daily.c.day >= lo,
                                                 rollup_daily.c.day <= hi))
-        if rows:
-            conn.execute(insert(rollup_daily), rows)
+        _bulk_insert(conn, rollup_daily, rows)
         return len(rows)
 
     def _rebuild_user_days(self, conn: Connection, lo: dt.date, hi: dt.date) -> int:
@@ -322,8 +322,7 @@ class RollupEngine:
                     out[name] = (out[name] or Decimal(0)) + fine[name]  # type: ignore[operator]
         u = rollup_daily_user.c
         conn.execute(delete(rollup_daily_user).where(u.day >= lo, u.day <= hi))
-        if acc:
-            conn.execute(insert(rollup_daily_user), list(acc.values()))
+        _bulk_insert(conn, rollup_daily_user, list(acc.values()))
         return len(acc)
 
     def _priced(self, row: dict[str, object]) -> dict[str, object]:
@@ -373,8 +372,7 @@ class RollupEngine:
                 if src[name] and out[name] != src[name]:
                     out[name] = src[name] if out[name] is None else "several (see daily rows)"
         conn.execute(delete(rollup_monthly).where(rollup_monthly.c.month == month))
-        if merged:
-            conn.execute(insert(rollup_monthly), list(merged.values()))
+        _bulk_insert(conn, rollup_monthly, list(merged.values()))
 
     # -- state -----------------------------------------------------------------------------
     @staticmethod
@@ -397,6 +395,35 @@ _KEY_NAMES = ("day", "price_date", "model", "service_tier", "is_batch", "endpoin
 _ERROR_COLUMN = {"rate_limit": "errors_rate_limit", "client": "errors_client",
                  "server": "errors_server", "network": "errors_network",
                  "other": "errors_other"}
+
+
+def _bulk_insert(conn: Connection, table: Table, rows: list[dict[str, object]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) with one driver-level executemany:
+    SQLAlchemy's per-row parameter processing cost more than the insert itself. The
+    values are converted here as the column types would: on SQLite money as exact
+    decimal text (see ``models.types.Money``), dates as ISO text, booleans as 0/1."""
+    if not rows:
+        return
+    names = list(rows[0])
+    quote = conn.dialect.identifier_preparer.quote
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+           f"VALUES ({', '.join([mark] * len(names))})")
+    if conn.dialect.name == "sqlite":
+        params = [tuple(_sqlite_value(row[n]) for n in names) for row in rows]
+    else:
+        params = [tuple(row[n] for n in names) for row in rows]
+    conn.exec_driver_sql(sql, params)
+
+
+def _sqlite_value(value: object) -> object:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
 
 
 def _bucket(col: ColumnElement[float]) -> ColumnElement[object]:
