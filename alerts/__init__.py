@@ -14,9 +14,13 @@ from alerts.budgets import (
     budget_history,
     budget_status,
 )
+from alerts.evaluate import EvaluationResult, deliver_pending, evaluate_alerts
 from alerts.hooks import AfterRollup, after_rollup, run_after_rollup
 from alerts.scheduler import SpendScheduler
+from alerts.state import AlertRecord, Notification, alert_history
 
-__all__ = ["AfterRollup", "BudgetApplyResult", "BudgetChange", "BudgetFile", "BudgetSpec",
-           "BudgetStatus", "RuleSpec", "SpendScheduler", "after_rollup", "apply_budget_file",
-           "budget_history", "budget_status", "load_budget_file", "run_after_rollup"]
+__all__ = ["AfterRollup", "AlertRecord", "BudgetApplyResult", "BudgetChange", "BudgetFile",
+           "BudgetSpec", "BudgetStatus", "EvaluationResult", "Notification", "RuleSpec",
+           "SpendScheduler", "after_rollup", "alert_history", "apply_budget_file",
+           "budget_history", "budget_status", "deliver_pending", "evaluate_alerts",
+           "load_budget_file", "run_after_rollup"]

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
+from alerts.evaluate import use_settings
 from alerts.hooks import run_after_rollup
 from models.leases import Lease
 from models.rollups import RollupEngine, RollupResult
@@ -37,6 +38,7 @@ class SpendScheduler:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
+        use_settings(settings)  # the after-rollup alert evaluation uses them
         self.tz = ZoneInfo(settings.timezone)
         ttl = dt.timedelta(seconds=max(3 * settings.rollup_interval, 30))
         self.lease = Lease(engine, LEASE_NAME, ttl)

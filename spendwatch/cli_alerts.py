@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     history.add_argument("--name", help="only this budget or rule")
     history.add_argument("-n", type=int, default=50, help="how many changes (default 50)")
     history.set_defaults(handler=cmd_budgets_history)
-    # the alerts commands follow with alerts.evaluate
+    _register_alerts(sub)
 
 
 def _register_alerts(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -153,7 +153,6 @@ def cmd_budgets_history(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_alerts_list(args: argparse.Namespace, settings: Settings) -> int:
     from alerts.state import alert_history
-
     from spendwatch.tables import format_table
 
     engine = open_engine(settings)
