@@ -206,7 +206,8 @@ def test_incremental_equals_brute_force(database, batches):
         from sqlalchemy import text
 
         with engine.begin() as conn:
-            for table in ("usage_events", "rollup_daily", "rollup_monthly", "rollup_state"):
+            for table in ("usage_events", "rollup_daily", "rollup_monthly", "rollup_daily_user",
+                          "rollup_state"):
                 conn.execute(text(f"DELETE FROM {table}"))
         store = EventStore(engine)
         roll = RollupEngine(engine, timezone="America/New_York", prices=Book())
@@ -229,6 +230,30 @@ def test_incremental_equals_brute_force(database, batches):
             got[key][1] += r["input_tokens"]
             got[key][2] += r["output_tokens"]
         assert dict(got) == dict(expected)
+        # monthly rows and per-user rows hold the same totals as the daily rows
+        from models.schema import rollup_daily_user
+
+        by_month: dict[tuple, list] = defaultdict(lambda: [0, 0, Decimal(0)])
+        by_user: dict[tuple, list] = defaultdict(lambda: [0, 0, Decimal(0)])
+        for r in daily(engine):
+            for acc, key in ((by_month, (r["day"].replace(day=1), r["model"], r["team"])),
+                             (by_user, (r["day"], r["model"], r["team"]))):
+                acc[key][0] += r["requests"]
+                acc[key][1] += r["output_tokens"]
+                acc[key][2] += r["cost_list"] or 0
+        with engine.connect() as conn:
+            months: dict[tuple, list] = defaultdict(lambda: [0, 0, Decimal(0)])
+            for r in conn.execute(select(rollup_monthly)):
+                months[(r.month, r.model, r.team)][0] += r.requests
+                months[(r.month, r.model, r.team)][1] += r.output_tokens
+                months[(r.month, r.model, r.team)][2] += r.cost_list or 0
+            users: dict[tuple, list] = defaultdict(lambda: [0, 0, Decimal(0)])
+            for r in conn.execute(select(rollup_daily_user)):
+                users[(r.day, r.model, r.team)][0] += r.requests
+                users[(r.day, r.model, r.team)][1] += r.output_tokens
+                users[(r.day, r.model, r.team)][2] += r.cost_list or 0
+        assert dict(months) == dict(by_month)
+        assert dict(users) == dict(by_user)
     finally:
         engine.dispose()
 
