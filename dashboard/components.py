@@ -11,13 +11,14 @@ from decimal import Decimal
 import dash_bootstrap_components as dbc
 import pandas as pd
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, html
+from dash import Dash, Input, Output, dcc, html
 
+from dashboard.filters import option
 from dashboard.formatting import to_float
 from dashboard.queries import DataStatus
 
-__all__ = ["csv_text", "data_notice", "empty_figure", "headline_card", "messages",
-           "stacked_figure", "table", "url_sync"]
+__all__ = ["csv_text", "data_notice", "empty_figure", "filter_dropdown", "headline_card",
+           "messages", "stacked_figure", "table", "url_sync"]
 
 _RECORD_HINT = [
     "No usage has been recorded in this database yet. Wrap your application's client: ",
@@ -58,6 +59,18 @@ def headline_card(title: str, value: str, change: str, note: str, card_id: str) 
         html.Div([html.Span(change, className="fw-semibold"), " ", note],
                  className="small text-muted", id=f"{card_id}-change"),
     ])), xs=12, sm=6, lg=3, className="mb-3")
+
+
+def filter_dropdown(component_id: str, label: str, chosen: Sequence[str],
+                    known: Sequence[str]) -> dbc.Col:
+    """A multi-select filter: every recorded value, plus any chosen one the database
+    does not know (so a shared URL shows what it asked for; the callback says it is
+    unknown)."""
+    values = [*known, *(v for v in chosen if v not in known)]
+    return dbc.Col([
+        html.Label(label, htmlFor=component_id, className="small mb-0"),
+        dcc.Dropdown(id=component_id, multi=True, value=[option(v)["value"] for v in chosen],
+                     placeholder="all", options=[option(v) for v in values])], md=4, lg=2)
 
 
 def table(frame: pd.DataFrame, table_id: str) -> dbc.Table:

@@ -12,8 +12,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["DIMENSIONS", "FILTER_PARAMS", "GRANULARITIES", "MAX_DAYS", "View", "as_list",
-           "parse_month", "parse_view", "query_string"]
+__all__ = ["DIMENSIONS", "FILTER_PARAMS", "GRANULARITIES", "MAX_DAYS", "NO_TAG", "View",
+           "as_list", "option", "parse_month", "parse_view", "query_string"]
 
 #: URL parameter -> rollup column, in the order the Costs page offers them.
 DIMENSIONS: dict[str, str] = {"model": "model", "team": "team", "project": "project",
@@ -24,6 +24,14 @@ GRANULARITIES = ("day", "week", "month")
 #: The longest range a page will read (about three years of daily rows).
 MAX_DAYS = 1100
 _MAX_VALUE = 200  # tag columns are String(200)
+#: How a filter names "recorded without this tag" (stored as '' in the rollups).
+NO_TAG = "(none)"
+
+
+def option(value: str) -> dict[str, str]:
+    """A dropdown option for a stored tag value ('' is shown and sent as NO_TAG)."""
+    shown = value or NO_TAG
+    return {"label": shown, "value": shown}
 
 
 def as_list(value: object) -> list[str]:
@@ -122,7 +130,7 @@ def parse_view(query: Mapping[str, object], *, today: dt.date, default_days: int
                 problems.append(f"{name} filter {_shown(value)} is not a valid value "
                                 f"(too long or with control characters); ignored.")
             elif value not in kept:
-                kept.append(value)
+                kept.append("" if value == NO_TAG else value)
         if kept:
             filters[name] = tuple(kept)
     return View(start=start, end=end, by=by, granularity=granularity, filters=filters,

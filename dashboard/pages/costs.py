@@ -19,6 +19,7 @@ from dashboard.components import (
     csv_text,
     data_notice,
     empty_figure,
+    filter_dropdown,
     messages,
     stacked_figure,
     table,
@@ -53,16 +54,8 @@ def _select(component_id: str, value: str, choices: Sequence[str]) -> dbc.Select
 def render_layout(ctx: AppContext, query: dict[str, object]) -> html.Div:
     view = parse_view(query, today=ctx.today())
     options = dimension_values(ctx.engine)
-    filters = []
-    for p in FILTER_PARAMS:
-        values = list(view.filters.get(p, ()))
-        known = options.get(p, [])
-        choices = [*known, *(v for v in values if v not in known)]
-        filters.append(dbc.Col([
-            html.Label(_LABELS[p], htmlFor=f"costs-filter-{p}", className="small mb-0"),
-            dcc.Dropdown(id=f"costs-filter-{p}", multi=True, value=values,
-                         placeholder="all", options=[{"label": v or "(none)", "value": v}
-                                                     for v in choices])], md=4, lg=2))
+    filters = [filter_dropdown(f"costs-filter-{p}", _LABELS[p], view.filters.get(p, ()),
+                               options.get(p, [])) for p in FILTER_PARAMS]
     return html.Div([
         dcc.Store(id="costs-url"),
         html.H3("Costs"),

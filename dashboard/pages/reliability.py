@@ -1,18 +1,214 @@
-"""Reliability (being built)."""
+"""Reliability: request volume, error rate by class (429, other 4xx, 5xx, network)
+over time by model or endpoint, latency p50/p95/p99 and time to first token,
+retries, and the most recent failed requests."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dash
-from dash import Dash, html
+import dash_bootstrap_components as dbc
+import pandas as pd
+import plotly.graph_objects as go
+from dash import Dash, Input, Output, dcc, html
 
-from dashboard.app import AppContext
+from dashboard.app import AppContext, current_context
+from dashboard.breakdown import period_label
+from dashboard.components import (
+    data_notice,
+    empty_figure,
+    filter_dropdown,
+    messages,
+    stacked_figure,
+    table,
+)
+from dashboard.components import url_sync as _url_sync
+from dashboard.filters import GRANULARITIES, View, as_list, parse_view
+from dashboard.formatting import format_count, format_ms, format_percent
+from dashboard.queries import ERROR_CLASSES, data_status, dimension_values
+from dashboard.reliability import BY_CHOICES, by_key, over_time, recent_failures
 
-__all__ = ["layout", "register"]
+__all__ = ["CONTROLS", "LIMITS", "layout", "register", "render_layout", "update"]
+
+PATH = "/reliability"
+LIMITS = (20, 50, 100, 200)
+_FILTERS = ("model", "team", "project", "endpoint", "tier")
+_LABELS = {"model": "Model", "team": "Team", "project": "Project", "endpoint": "Endpoint",
+           "tier": "Service tier"}
+CONTROLS: tuple[tuple[str, str, str], ...] = (
+    ("start", "rel-dates", "start_date"), ("end", "rel-dates", "end_date"),
+    ("granularity", "rel-granularity", "value"), ("by", "rel-by", "value"),
+    ("limit", "rel-limit", "value"),
+    *((p, f"rel-filter-{p}", "value") for p in _FILTERS),
+)
 
 
 def layout(**query: object) -> html.Div:
-    return html.Div([html.H3("Reliability"), html.P("This page is being built.")])
+    return render_layout(current_context(), query)
+
+
+def _limit(raw: object) -> tuple[int, list[str]]:
+    values = as_list(raw)
+    if not values:
+        return LIMITS[1], []
+    try:
+        value = int(values[-1])
+    except ValueError:
+        value = -1
+    if value not in LIMITS:
+        return LIMITS[1], [f"limit {values[-1][:20]!r} is not one of "
+                           f"{', '.join(map(str, LIMITS))}; showing {LIMITS[1]}."]
+    return value, []
+
+
+def render_layout(ctx: AppContext, query: dict[str, object]) -> html.Div:
+    view = parse_view(query, today=ctx.today(), default_days=14, by_choices=BY_CHOICES)
+    limit, problems = _limit(query.get("limit"))
+    options = dimension_values(ctx.engine)
+    filters = [filter_dropdown(f"rel-filter-{p}", _LABELS[p], view.filters.get(p, ()),
+                               options.get(p, [])) for p in _FILTERS]
+
+    def select(component_id: str, value: object, choices: Sequence[object]) -> dbc.Select:
+        return dbc.Select(id=component_id, value=str(value),
+                          options=[{"label": str(c), "value": str(c)} for c in choices])
+
+    def labelled(text: str, component: object, component_id: str) -> dbc.Col:
+        return dbc.Col([html.Label(text, htmlFor=component_id, className="small mb-0 d-block"),
+                        component], width="auto")
+
+    return html.Div([
+        dcc.Store(id="rel-url"),
+        html.H3("Reliability"),
+        html.Div(messages([*view.problems, *problems]), id="rel-url-messages"),
+        html.Div(id="rel-messages"),
+        dbc.Row([
+            labelled("Dates", dcc.DatePickerRange(
+                id="rel-dates", start_date=view.start.isoformat(), end_date=view.end.isoformat(),
+                display_format="YYYY-MM-DD", first_day_of_week=1), "rel-dates"),
+            labelled("Granularity", select("rel-granularity", view.granularity, GRANULARITIES),
+                     "rel-granularity"),
+            labelled("By", select("rel-by", view.by, BY_CHOICES), "rel-by"),
+            labelled("Failed requests shown", select("rel-limit", limit, LIMITS), "rel-limit"),
+        ], className="g-3 align-items-end mb-2"),
+        dbc.Row(filters, className="g-2 mb-3"),
+        html.Div(id="rel-summary", className="mb-2"),
+        dcc.Loading(dcc.Graph(id="rel-volume", config={"displaylogo": False})),
+        dbc.Row([dbc.Col(dcc.Graph(id="rel-errors", config={"displaylogo": False}), lg=6),
+                 dbc.Col(dcc.Graph(id="rel-latency", config={"displaylogo": False}), lg=6)]),
+        html.H5("By model or endpoint"),
+        html.Div(id="rel-table"),
+        html.H5("Most recent failed requests", className="mt-3"),
+        html.Div(id="rel-failures"),
+    ])
+
+
+def _view(ctx: AppContext, values: Sequence[object]) -> tuple[View, int, list[str]]:
+    query = {name: value for (name, _, _), value in zip(CONTROLS, values, strict=True)}
+    view = parse_view(query, today=ctx.today(), default_days=14, by_choices=BY_CHOICES)
+    limit, problems = _limit(query.get("limit"))
+    problems = [*view.problems, *problems]
+    known = dimension_values(ctx.engine)
+    kept: dict[str, tuple[str, ...]] = {}
+    for p, chosen in view.filters.items():
+        if p not in _FILTERS:
+            continue
+        good = tuple(v for v in chosen if v in known.get(p, []))
+        problems += [f"no usage is recorded for {p} {v[:60]!r}; that filter value is ignored."
+                     for v in chosen if v not in good]
+        if good:
+            kept[p] = good
+    return View(view.start, view.end, view.by, view.granularity, kept), limit, problems
+
+
+def _lines(frame: pd.DataFrame, columns: dict[str, str], title: str, y_title: str,
+           granularity: str, percent: bool = False) -> go.Figure:
+    fig = go.Figure()
+    x = [period_label(p, granularity) for p in frame["period"]]
+    for column, name in columns.items():
+        ys = [None if pd.isna(v) else float(v) for v in frame[column]]
+        if any(v is not None for v in ys):
+            fig.add_trace(go.Scatter(x=x, y=ys, name=name, mode="lines+markers"))
+    fig.update_layout(title=title, height=340, yaxis_title=y_title,
+                      yaxis_tickformat=".1%" if percent else None,
+                      legend={"orientation": "h", "y": -0.25},
+                      margin={"l": 50, "r": 10, "t": 50, "b": 10})
+    return fig
+
+
+def _key_table(frame: pd.DataFrame, by: str) -> pd.DataFrame:
+    return pd.DataFrame({
+        by.capitalize(): [k or "(none)" for k in frame["key"]],
+        "Requests": [format_count(v) for v in frame["requests"]],
+        **{label: [format_percent(None if pd.isna(v) else v, 2)
+                   for v in frame[f"rate_{column}"]] for column, label in ERROR_CLASSES.items()},
+        "Retries": [format_count(v) for v in frame["retries"]],
+        **{f"Latency {q}": [format_ms(None if pd.isna(v) else v)
+                            for v in frame[f"latency_{q}"]] for q in ("p50", "p95", "p99")},
+        **{f"TTFT {q}": [format_ms(None if pd.isna(v) else v) for v in frame[f"ttft_{q}"]]
+           for q in ("p50", "p95")},
+    })
+
+
+def _failures_table(ctx: AppContext, view: View, limit: int) -> object:
+    failures = recent_failures(ctx.engine, view, ctx.settings.timezone, limit)
+    if not len(failures):
+        return html.P("No failed requests in this range.", className="text-muted")
+    shown = pd.DataFrame({
+        "Time": [t.strftime("%Y-%m-%d %H:%M:%S") for t in failures["time"]],
+        "Model": failures["model"], "Endpoint": failures["endpoint"],
+        "Team": [v or "" for v in failures["team"]],
+        "Project": [v or "" for v in failures["project"]],
+        "Status": [str(int(s)) if pd.notna(s) else "no response" for s in failures["status"]],
+        "Error": failures["error"], "Class": [v or "" for v in failures["error_class"]],
+        "Attempts": failures["attempts"],
+        "Latency": [format_ms(None if pd.isna(v) else v) for v in failures["latency_ms"]],
+        "Request id": [v or "" for v in failures["request_id"]],
+    })
+    return table(shown, "rel-failures-rows")
+
+
+def update(ctx: AppContext, *values: object) -> tuple[object, ...]:
+    """(messages, summary, volume, error rates, latency, table, failures)."""
+    view, limit, problems = _view(ctx, values)
+    notes: list[object] = [*data_notice(data_status(ctx.engine), ctx.settings.timezone),
+                           *messages(problems)]
+    keyed, overall = over_time(ctx.engine, view, view.by)
+    if not len(overall):
+        empty = empty_figure(f"No requests between {view.start} and {view.end}")
+        return (notes, [], empty, empty_figure(""), empty_figure(""),
+                html.P("Nothing to show.", className="text-muted"),
+                _failures_table(ctx, view, limit))
+    keyed = keyed.assign(label=[period_label(p, view.granularity) for p in keyed["period"]])
+    volume = stacked_figure(keyed, x="label", key="key", y="requests",
+                            title=f"Requests per {view.granularity} by {view.by}",
+                            y_title="requests")
+    errors = _lines(overall, {f"rate_{c}": label for c, label in ERROR_CLASSES.items()},
+                    "Error rate by class", "share of requests", view.granularity, percent=True)
+    latency = _lines(overall, {"latency_p50": "latency p50", "latency_p95": "latency p95",
+                               "latency_p99": "latency p99", "ttft_p50": "TTFT p50",
+                               "ttft_p95": "TTFT p95"}, "Latency and time to first token",
+                     "ms", view.granularity)
+    requests = int(overall["requests"].sum())
+    failed = int(overall["errors"].sum())
+    summary = [html.Span([html.Strong(format_count(requests), id="rel-requests"),
+                          " requests, ", html.Strong(format_count(failed)), " failed (",
+                          html.Strong(format_percent(failed / requests if requests else None,
+                                                     2), id="rel-error-rate"),
+                          "), ", html.Strong(format_count(int(overall["retries"].sum()))),
+                          " retries by the SDK."])]
+    return (notes, summary, volume, errors, latency,
+            table(_key_table(by_key(ctx.engine, view, view.by), view.by), "rel-rows"),
+            _failures_table(ctx, view, limit))
 
 
 def register(app: Dash, ctx: AppContext) -> None:
-    dash.register_page(__name__, path="/reliability", name="Reliability", order=2, layout=layout)
+    dash.register_page(__name__, path=PATH, name="Reliability",
+                       title="spendwatch: reliability", order=2, layout=layout)
+    app.callback(
+        Output("rel-messages", "children"), Output("rel-summary", "children"),
+        Output("rel-volume", "figure"), Output("rel-errors", "figure"),
+        Output("rel-latency", "figure"), Output("rel-table", "children"),
+        Output("rel-failures", "children"),
+        *[Input(component, prop) for _, component, prop in CONTROLS],
+    )(lambda *values: update(ctx, *values))
+    _url_sync(app, "rel-url", CONTROLS)

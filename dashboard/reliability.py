@@ -1,0 +1,99 @@
+"""The Reliability page's numbers: request volume, error rates by class, retries
+and latency / time-to-first-token percentiles (from the rollups' mergeable
+histograms), and the most recent failed requests (from events, through the
+timestamp index, with a limit)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from sqlalchemy import Engine, func, or_, select
+
+from dashboard.filters import DIMENSIONS, View
+from dashboard.queries import ERROR_CLASSES, aggregate, fold_periods, percentile, reading
+from models.schema import LATENCY_BUCKETS, TTFT_BUCKETS, usage_events
+
+__all__ = ["BY_CHOICES", "QUANTILES", "by_key", "over_time", "recent_failures"]
+
+BY_CHOICES = ("model", "endpoint")
+QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+_COUNTS = ("requests", *ERROR_CLASSES, "errors_other", "retries", "latency_count",
+           "ttft_count", *LATENCY_BUCKETS, *TTFT_BUCKETS)
+_FAILURE_COLUMNS = ("time", "model", "endpoint", "team", "project", "status", "error",
+                    "error_class", "attempts", "latency_ms", "request_id")
+
+
+def _filters(view: View) -> dict[str, tuple[str, ...]]:
+    return {c: v for c, v in view.columns().items() if c != "user"}
+
+
+def _with_rates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Error rates per class and overall, latency and TTFT percentiles, per row."""
+    out = frame.copy()
+    requests = out["requests"].where(out["requests"] > 0)
+    for column in ERROR_CLASSES:
+        out[f"rate_{column}"] = out[column] / requests
+    errors = sum(out[c] for c in (*ERROR_CLASSES, "errors_other"))
+    out["errors"] = errors
+    out["error_rate"] = errors / requests
+    lat = out[list(LATENCY_BUCKETS)].to_numpy().tolist()
+    ttft = out[list(TTFT_BUCKETS)].to_numpy().tolist()
+    for name, q in QUANTILES.items():
+        out[f"latency_{name}"] = [percentile(h, q) for h in lat]
+        out[f"ttft_{name}"] = [percentile(h, q) for h in ttft]
+    return out.drop(columns=[*LATENCY_BUCKETS, *TTFT_BUCKETS])
+
+
+def over_time(engine: Engine, view: View, by: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per period and key, per period overall): counts, rates and percentiles."""
+    column = DIMENSIONS[by]
+    daily = aggregate(engine, keys=["day", column], start=view.start, end=view.end,
+                      filters=_filters(view), counts=_COUNTS, money=())
+    daily = daily.rename(columns={column: "key"})
+    keyed = fold_periods(daily, view.granularity, keys=["key"])
+    overall = fold_periods(daily.drop(columns="key"), view.granularity)
+    return _with_rates(keyed), _with_rates(overall)
+
+
+def by_key(engine: Engine, view: View, by: str) -> pd.DataFrame:
+    """One row per model (or endpoint) over the whole range, busiest first."""
+    column = DIMENSIONS[by]
+    frame = aggregate(engine, keys=[column], start=view.start, end=view.end,
+                      filters=_filters(view), counts=_COUNTS, money=())
+    frame = _with_rates(frame.rename(columns={column: "key"}))
+    return frame.sort_values(["requests", "key"], ascending=[False, True]).reset_index(
+        drop=True)
+
+
+def recent_failures(engine: Engine, view: View, timezone: str, limit: int) -> pd.DataFrame:
+    """The latest ``limit`` failed requests in the view's local days, newest first."""
+    tz = ZoneInfo(timezone)
+    start = dt.datetime.combine(view.start, dt.time(0), tz).astimezone(dt.UTC)
+    end = dt.datetime.combine(view.end + dt.timedelta(days=1), dt.time(0), tz).astimezone(
+        dt.UTC)
+    e = usage_events.c
+    model = func.coalesce(e.model, e.model_requested, "")
+    query = (select(e.ts, model, e.endpoint, e.team, e.project, e.status_code, e.error_kind,
+                    e.error_class, e.attempts, e.latency_ms, e.request_id)
+             .where(e.ts >= start, e.ts < end, e.error_kind.is_not(None))
+             .order_by(e.ts.desc()).limit(limit))
+    columns = {"model": model, "team": e.team, "project": e.project, "endpoint": e.endpoint,
+               "service_tier": e.service_tier}
+    for name, values in _filters(view).items():
+        query = query.where(_matches(columns[name], values))
+    with reading(engine) as conn:
+        rows = conn.execute(query).all()
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=list(_FAILURE_COLUMNS))
+    frame["time"] = [ts.astimezone(tz) for ts in frame["time"]]
+    return frame
+
+
+def _matches(column: object, values: Sequence[str]) -> object:
+    """``column IN values``; '' (no tag) also matches NULL, as the rollups store it."""
+    clause = column.in_(list(values))  # type: ignore[attr-defined]
+    if "" in values:
+        clause = or_(clause, column.is_(None))  # type: ignore[attr-defined]
+    return clause
