@@ -12,6 +12,7 @@ the body (HTML-escaped there).
 from __future__ import annotations
 
 import datetime as dt
+import email.policy
 import html
 import json
 import re
@@ -32,6 +33,9 @@ __all__ = ["build_email", "deliver", "safe_header", "send_test", "webhook_payloa
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
 _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 TIMEOUT = 10.0
+#: Headers up to RFC 5322's 998 characters are not folded (some clients show a folded
+#: subject with a leading space).
+_POLICY = email.policy.default.clone(max_line_length=998)
 
 
 def safe_header(text: str, limit: int = 200) -> str:
@@ -60,7 +64,7 @@ def build_email(alert: AlertRecord, kind: str, settings: Settings,
                 recipients: list[str]) -> EmailMessage:
     """The message for ``alert`` (``kind``: triggered|resolved): a text and an HTML part."""
     subject = ("[spendwatch] " + ("Resolved: " if kind == "resolved" else "") + alert.summary)
-    msg = EmailMessage()
+    msg = EmailMessage(policy=_POLICY)
     msg["Subject"] = safe_header(subject)
     msg["From"] = safe_header(settings.smtp_from)
     msg["To"] = ", ".join(recipients)

@@ -17,6 +17,7 @@ from openai._utils import is_given
 
 from spendwatch.errors import InstrumentationError
 
+from . import budget_guard
 from ._hooks import CURRENT_CALL, install_hooks
 from ._recorder import Call, ClientInfo
 from ._streams import hook_close, observe_stream
@@ -52,6 +53,8 @@ def instrument(client: ClientT, **default_tags: str) -> ClientT:
 
     sink = get_sink()  # checks the database URL and the spool folder now
     sink.install_exit_handlers()
+    if sink.settings.enforce_budgets and budget_guard.GUARD is None:
+        budget_guard.enable(sink.settings)
     _instrument_client(client, defaults, record_event, sink.environment)
     return client
 
@@ -182,6 +185,8 @@ def _wrap(original: Callable[..., object], target: Target,
     if info.is_async or inspect.iscoroutinefunction(original):
         @functools.wraps(original)
         async def async_wrapper(*args: object, **kwargs: object) -> object:
+            if budget_guard.GUARD is not None:  # enforcement: may swap the model or raise
+                budget_guard.enforce(info, kwargs)
             try:
                 call = _begin(target, info, kwargs)
             except Exception:
@@ -206,6 +211,8 @@ def _wrap(original: Callable[..., object], target: Target,
 
     @functools.wraps(original)
     def wrapper(*args: object, **kwargs: object) -> object:
+        if budget_guard.GUARD is not None:  # enforcement: may swap the model or raise
+            budget_guard.enforce(info, kwargs)
         try:
             call = _begin(target, info, kwargs)
         except Exception:
