@@ -10,7 +10,8 @@
    SDK, instrumented by the collector, against a local OpenAI-compatible server.
 3. :class:`models.rollups.RollupEngine` rolls everything up.
 4. The example budgets (``demo_budgets.toml``) are applied and the alerts run; their
-   emails go to ``<data_dir>/outbox`` (the demo never uses an SMTP server or webhook).
+   emails go to ``<data_dir>/demo/outbox`` (the demo never uses an SMTP server or a
+   webhook, and keeps its spool and outbox apart from a real installation's).
 5. A summary, the dashboard's URL, and the dashboard (unless ``--no-serve``).
 """
 
@@ -72,8 +73,10 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
                                  f"e.g. --days 90")
     explicit = getattr(args, "database_url", None)
     url = explicit or f"sqlite:///{Path(settings.data_dir) / 'demo.db'}"
+    # The demo's own folder (spool, alert outbox), apart from a real installation's.
+    folder = Path(settings.data_dir) / "demo"
     demo_settings = dataclasses.replace(
-        settings, database_url=url, spool_dir=str(Path(settings.data_dir) / "demo-spool"),
+        settings, database_url=url, data_dir=str(folder), spool_dir=str(folder / "spool"),
         environment=_ENVIRONMENT, smtp_host="", alert_webhook_url="",
         dashboard_url=f"http://127.0.0.1:{args.port}")
     print(f"demo database: {redact(url)}", file=sys.stderr)
@@ -105,30 +108,36 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
 # -- the demo database -----------------------------------------------------------------
 def _prepare(settings: Settings, *, reset: bool, default_file: bool) -> Engine:
     """The demo database, emptied when ``reset`` or when a load was interrupted."""
-    from models.database import open_database
+    from models.database import open_database, redact
     from spendwatch.errors import SchemaOutdatedError
 
     try:
         engine = open_database(settings.database_url)
-    except SchemaOutdatedError:
-        if not (reset and default_file):
+    except SchemaOutdatedError as exc:
+        if not default_file:
             raise
+        if not reset:
+            raise SchemaOutdatedError(f"{exc}; or start the demo afresh with: "
+                                      f"spendwatch demo --reset") from None
         # a demo database made by another spendwatch version: start afresh
         path = Path(settings.database_url.removeprefix("sqlite:///"))
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         engine = open_database(settings.database_url)
-    if not _has_events(engine):
-        return engine
-    if _has_foreign_events(engine):
+    if _has_events(engine) and _has_foreign_events(engine):
         engine.dispose()
         raise ConfigurationError(
-            f"the database {settings.database_url} holds usage events the demo did not "
-            f"make (environment other than {_ENVIRONMENT!r}); the demo needs its own "
-            f"database: drop --database-url to use {Path(settings.data_dir) / 'demo.db'}, "
+            f"the database {redact(settings.database_url)} holds usage events the demo did "
+            f"not make (environment other than {_ENVIRONMENT!r}); the demo needs its own "
+            f"database: drop --database-url to use the demo.db file in the data folder, "
             f"or give an empty database")
     complete = _marker(engine) is not None
     if complete and not reset:
+        return engine
+    outbox = Path(settings.data_dir) / "outbox"
+    for old in outbox.glob("*.eml") if outbox.is_dir() else ():
+        old.unlink()  # the previous demo's alert emails
+    if not _has_events(engine):
         return engine
     print("deleting the previous demo data" + ("" if complete else
           " (an earlier load did not finish)"), file=sys.stderr)
@@ -208,7 +217,7 @@ def _runaway_call_usd(engine: Engine, on: dt.date) -> Decimal:
 
     price = PriceBook.load(engine).list_price(RUNAWAY.model, RUNAWAY.tier, False, on)
     if price is None:  # pragma: no cover - gpt-4.1 is in every price list
-        return Decimal("0.0664")
+        return Decimal("0.0624")
     return (RUNAWAY.input_tokens * price.input_per_mtok
             + RUNAWAY.output_tokens * price.output_per_mtok) / 1_000_000
 
@@ -368,8 +377,18 @@ def _summary(engine: Engine, settings: Settings, outbox: Path | None, port: int)
                        [False, True, True, True]))
     if outbox is not None:
         emails = sorted(outbox.glob("*.eml")) if outbox.is_dir() else []
-        print(f"\nalert emails: {len(emails)} in {outbox}")
+        print(f"\nAlert emails ({len(emails)}, written to {outbox}):")
+        for path in emails:
+            print(f"  {_subject(path)}")
     print(f"\ndashboard: http://127.0.0.1:{port}/")
+
+
+def _subject(path: Path) -> str:
+    from email import message_from_binary_file, policy
+
+    with path.open("rb") as f:
+        subject = message_from_binary_file(f, policy=policy.default)["Subject"]
+    return " ".join(str(subject or path.name).split())
 
 
 def _serve(engine: Engine, settings: Settings, port: int) -> int:

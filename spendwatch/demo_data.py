@@ -73,8 +73,8 @@ del _n, _team, _size
 
 #: (fixed ms, ms per output token, time to first token ms) per model
 _SPEED: dict[str, tuple[float, float, float]] = {
-    "gpt-4o-mini": (300, 9, 260), "gpt-4o": (450, 14, 380), "gpt-4.1-mini": (320, 8, 280),
-    "gpt-4.1": (500, 13, 420), "o4-mini": (600, 6, 700), "gpt-5-mini": (550, 7, 650),
+    "gpt-4o-mini": (300, 9, 260), "gpt-4o": (450, 11, 380), "gpt-4.1-mini": (320, 8, 280),
+    "gpt-4.1": (500, 11, 420), "o4-mini": (600, 6, 700), "gpt-5-mini": (550, 7, 650),
     "text-embedding-3-small": (60, 0, 0), FINE_TUNE: (350, 9, 300),
 }
 #: share of calls per hour of the UTC day for office-hours traffic (Europe + US)
@@ -142,7 +142,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(None, None, None, "gpt-4o", "chat.completions", 30, 2000, 500, user=None),
 )
 #: The runaway agent loop behind the research team's overrun.
-RUNAWAY = Workload(OVERRUN_TEAM, "agents", "agent-loop", "gpt-4.1", "responses", 0, 30000, 800,
+RUNAWAY = Workload(OVERRUN_TEAM, "agents", "agent-loop", "gpt-4.1", "responses", 0, 30000, 300,
                    user="emma.patel")
 _LAUNCHED = ("support", "helpdesk-bot")
 
@@ -181,7 +181,7 @@ def _weekday_before(day: dt.date) -> dt.date:
 
 def make_plan(now: dt.datetime, days: int, timezone: str = "UTC", seed: int = 42, *,
               overrun_budget_usd: Decimal = Decimal("300"),
-              runaway_call_usd: Decimal = Decimal("0.0664")) -> Plan:
+              runaway_call_usd: Decimal = Decimal("0.0624")) -> Plan:
     """The period of ``days`` local days ending ``now``, and the story's dates in it.
 
     ``runaway_call_usd`` is what one runaway call costs (from the price book), used
@@ -318,11 +318,11 @@ class _Generator:
         event.cached_input_tokens = cached if w.endpoint != "embeddings" else None
         event.output_tokens = out if w.endpoint != "embeddings" else None
         event.reasoning_tokens = reasoning if w.endpoint != "embeddings" else None
-        think = reasoning * per_token * 0.6
         gen = (fixed + inp * 0.012 + out * per_token) * rng.lognormvariate(0, 0.3)
-        event.latency_ms = round(gen + think + backoff, 1)
-        if event.streamed:
-            ttft = (ttft_base + inp * 0.006) * rng.lognormvariate(0, 0.35) + think
+        event.latency_ms = round(gen + backoff, 1)
+        if event.streamed:  # reasoning happens before the first visible token
+            ttft = (ttft_base + inp * 0.006) * rng.lognormvariate(0, 0.35) + reasoning * \
+                per_token
             event.ttft_ms = round(min(ttft + backoff, event.latency_ms * 0.95), 1)
         return event
 

@@ -17,6 +17,7 @@ import time
 import tomllib
 import urllib.request
 from decimal import Decimal
+from email import message_from_binary_file, policy
 from pathlib import Path
 
 import pytest
@@ -153,12 +154,30 @@ def test_demo_keeps_its_promises(database, tmp_path):
     assert "Spend by team this month" in first.stdout and OVERRUN_TEAM in first.stdout
     assert "(unallocated)" in first.stdout and "http://127.0.0.1:8050/" in first.stdout
 
+    # the example budgets were applied and the alerts ran: the overrun team's email is in
+    # the demo's outbox (no SMTP server, no webhook; apart from a real installation's)
+    import alerts
+
+    if hasattr(alerts, "evaluate_alerts"):
+        outbox = tmp_path / "demo" / "outbox"
+        subjects = [_subject(p) for p in sorted(outbox.glob("*.eml"))]
+        over = [s for s in subjects if f"research-monthly (team={OVERRUN_TEAM}) crossed 100%"
+                in s]
+        assert len(over) == 1, subjects
+        assert any("has no price" in s and FINE_TUNE in s for s in subjects), subjects
+        assert f"Alert emails ({len(subjects)}, written to {outbox})" in first.stdout
+        assert not (tmp_path / "outbox").exists()
+
     # a second run reuses the data instead of doubling it
     second = run_demo(tmp_path, "--days", str(DAYS), url=url)
     assert second.returncode == 0, second.stderr
     assert "reusing the demo data" in second.stderr and "generated" not in second.stderr
     assert q(engine, "SELECT count(*) FROM usage_events")[0] == n
     assert q(engine, "SELECT sum(requests) FROM rollup_daily")[0] == n
+    if hasattr(alerts, "evaluate_alerts"):  # exactly once per crossing, across runs
+        again = [_subject(p) for p in sorted(outbox.glob("*.eml"))]
+        assert set(subjects) <= set(again), again
+        assert len([s for s in again if s in over]) == 1, again
 
     # --reset generates it again
     third = run_demo(tmp_path, "--days", "2", "--reset", url=url)
@@ -168,6 +187,12 @@ def test_demo_keeps_its_promises(database, tmp_path):
     assert q(engine, "SELECT count(*) FROM usage_events")[0] == m
     assert q(engine, "SELECT sum(requests) FROM rollup_daily")[0] == m
     engine.dispose()
+
+
+def _subject(path: Path) -> str:
+    with path.open("rb") as f:
+        return " ".join(str(message_from_binary_file(f, policy=policy.default)["Subject"])
+                        .split())
 
 
 def test_demo_refuses_a_database_with_real_events(tmp_path):
