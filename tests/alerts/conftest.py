@@ -167,7 +167,7 @@ def engine(database):
 def make_settings(database, tmp_path: Path, **overrides: object) -> Settings:
     base = load_settings({"database_url": database.url, "data_dir": str(tmp_path / "data")},
                          env={})
-    return replace(base, smtp_starttls=False, **overrides)
+    return replace(base, **{"smtp_starttls": False, **overrides})
 
 
 @dataclass(frozen=True)
