@@ -104,9 +104,10 @@ def parse_project_map(text: str) -> dict[str, str]:
 
 
 def fetch_billed_costs(engine: Engine, *, admin_key: str, since: dt.date, until: dt.date,
-                       base_url: str | None = None, client: object | None = None
-                       ) -> FetchResult:
-    """Read the UTC days ``since``..``until`` from the Costs API and store them."""
+                       base_url: str | None = None, client: object | None = None,
+                       now: dt.datetime | None = None) -> FetchResult:
+    """Read the UTC days ``since``..``until`` from the Costs API and store them
+    (``now``: when the run is recorded as started; default the current time)."""
     if not admin_key and client is None:
         raise ReconciliationError("no OpenAI admin key is configured: set "
                                   "SPENDWATCH_OPENAI_ADMIN_KEY (an admin key from "
@@ -123,7 +124,7 @@ def fetch_billed_costs(engine: Engine, *, admin_key: str, since: dt.date, until:
     amounts: dict[tuple[dt.date, str, str], tuple[Decimal, str]] = {}
     page: str | None = None
     pages = 0
-    started = dt.datetime.now(UTC)
+    started = now or dt.datetime.now(UTC)
     try:
         while True:
             kwargs: dict[str, object] = {"start_time": start, "end_time": end,
@@ -158,8 +159,13 @@ def fetch_billed_costs(engine: Engine, *, admin_key: str, since: dt.date, until:
         _failed(engine, started, since, until, f"bad answer: {exc}")
         raise ReconciliationError(f"OpenAI's Costs API gave an answer spendwatch cannot read "
                                   f"({exc}); nothing was stored") from None
-    now = dt.datetime.now(UTC)
+    now = now or dt.datetime.now(UTC)
     with begin_write(engine) as conn:
+        if not amounts:  # nothing billed (yet): keep what an earlier run stored
+            conn.execute(insert(reconcile_runs).values(
+                started_at=started, since=since, until=until, status="empty", rows=0,
+                message="the Costs API returned no costs for these days"))
+            return FetchResult(days=0, rows=0, pages=pages, total=_ZERO)
         conn.execute(delete(billed_costs).where(billed_costs.c.day >= since,
                                                 billed_costs.c.day <= until))
         if amounts:

@@ -183,8 +183,13 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         result = fetch_billed_costs(engine, admin_key=settings.openai_admin_key,
                                     base_url=settings.openai_admin_base_url, since=since,
                                     until=until)
-        print(f"read {result.rows} billed line(s) for {result.days} day(s) in "
-              f"{result.pages} page(s): ${result.total:,.2f}", file=sys.stderr)
+        if result.rows:
+            print(f"read {result.rows} billed line(s) for {result.days} day(s) in "
+                  f"{result.pages} page(s): ${result.total:,.2f}", file=sys.stderr)
+        else:
+            print(f"OpenAI's Costs API has no costs for {since} .. {until} (nothing billed "
+                  f"yet, or the admin key belongs to another organisation); amounts stored "
+                  f"earlier were kept", file=sys.stderr)
     month = since.replace(day=1)
     while month <= until:
         rec = reconciliation(engine, month, project_map)
@@ -223,14 +228,15 @@ def daily_reconciliation(engine: Engine, settings: Settings,
     start_of_day = dt.datetime.combine(now.date(), dt.time(0), dt.UTC)
     with engine.connect() as conn:
         ran = conn.execute(select(func.count()).where(
-            reconcile_runs.c.started_at >= start_of_day)).scalar()
+            reconcile_runs.c.started_at >= start_of_day,
+            reconcile_runs.c.started_at < start_of_day + dt.timedelta(days=1))).scalar()
     if ran:
         return False
     since = (now.date().replace(day=1) - dt.timedelta(days=1)).replace(day=1)
     try:
         fetch_billed_costs(engine, admin_key=settings.openai_admin_key,
                            base_url=settings.openai_admin_base_url, since=since,
-                           until=now.date())
+                           until=now.date(), now=now)
     except ReconciliationError as exc:
         log.warning("daily reconciliation failed: %s", exc)
     return True
