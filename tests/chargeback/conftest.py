@@ -7,7 +7,7 @@ acme-1 (list, from 2026-01-01): input $2.00/M, cached input $1.00/M, output $8.0
 
 | team / project        | events | each: input (cached) / output        | cost each | total     |
 |-----------------------|--------|--------------------------------------|-----------|-----------|
-| search / ranker       | 3      | 1,000,000 / 500,000                  | 2 + 4     | 18.00     |
+| search / ranker       | 3      | 1,000,000 / 500,000 (u-1 twice, u-2) | 2 + 4     | 18.00     |
 | search / indexer      | 1      | 250,000 / 100,000                    | 0.5 + 0.8 | 1.30      |
 | ads / bidder          | 2      | 1,000,000 (400,000) / 250,000        | 1.2+0.4+2 | 7.20      |
 | platform / gateway    | 1      | 500,000 / 125,000                    | 1 + 1     | 2.00      |
@@ -96,7 +96,8 @@ def march(day: int, hour: int = 12) -> dt.datetime:
 
 def golden_events() -> list[UsageEvent]:
     return [
-        *(ev(march(d), "search", "ranker", 1_000_000, 500_000) for d in (2, 3, 4)),
+        *(ev(march(d), "search", "ranker", 1_000_000, 500_000, user=u)
+          for d, u in ((2, "u-1"), (3, "u-1"), (4, "u-2"))),
         ev(march(5), "search", "indexer", 250_000, 100_000),
         *(ev(march(d), "ads", "bidder", 1_000_000, 250_000, cached=400_000) for d in (6, 31)),
         ev(march(10), "platform", "gateway", 500_000, 125_000),

@@ -108,3 +108,14 @@ def test_allocation_file_problems_with_lines_and_fixes() -> None:
     assert (7, "unknown key 'colour' in [[rule]]") in problems
     assert (9, "a cost centre needs a code") in problems
     assert "a.toml:6: the percentages sum to 90, not 100; change them" in str(info.value)
+
+
+def test_user_level(golden):  # type: ignore[no-untyped-def]
+    report = chargeback_report(golden, MARCH, by="user")
+    got = {(r.team, r.project, r.user): r.allocated for r in report.rows}
+    # ranker 18.00: u-1 two events (12.00), u-2 one (6.00); the mystery call had no user
+    assert got[("search", "ranker", "u-1")] == D("12.00")
+    assert got[("search", "ranker", "u-2")] == D("6.00")
+    assert got[("search", "ranker", "(no user)")] == D("0.00")
+    assert got[("search", "indexer", "(no user)")] == D("1.30")
+    assert sum(got.values()) == D("30.83")
