@@ -189,8 +189,9 @@ class Period:
 
     def bounds(self) -> tuple[dt.datetime, dt.datetime]:
         zone = ZoneInfo(self.tz)
-        return (dt.datetime.combine(self.start, dt.time(0), zone),
-                dt.datetime.combine(self.end, dt.time(0), zone))
+        # in UTC: two times in one zone subtract as wall-clock times (a DST day is 23 h)
+        return (dt.datetime.combine(self.start, dt.time(0), zone).astimezone(UTC),
+                dt.datetime.combine(self.end, dt.time(0), zone).astimezone(UTC))
 
     def elapsed(self, now: dt.datetime) -> float:
         """The fraction of the period that has passed at ``now`` (0..1)."""
