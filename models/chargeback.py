@@ -21,17 +21,19 @@ from pathlib import Path
 from sqlalchemy import Engine, insert, inspect, select
 
 from models.allocation import Allocation, Split, allocate, largest_remainder, to_cents
-from models.allocation_file import AllocationConfig, parse_allocation_file
+from models.allocation_file import AllocationConfig, SharedCostRule, parse_allocation_file
 from models.database import begin_write
 from models.months import Line, month_lines
 from models.schema import allocation_files
 from spendwatch.errors import AllocationFileError, ConfigurationError
 
-__all__ = ["UNALLOCATED_LABEL", "VIEWS", "ChargebackReport", "ChargebackRow",
+__all__ = ["ADJUSTMENT_LABEL", "UNALLOCATED_LABEL", "VIEWS", "ChargebackReport", "ChargebackRow",
            "apply_allocation", "chargeback_report", "current_allocation"]
 
 VIEWS = ("team", "project", "cost-centre", "user")
 UNALLOCATED_LABEL = "(unallocated)"
+#: The line of the difference between OpenAI's bill and the estimate.
+ADJUSTMENT_LABEL = "(billing adjustment)"
 _ZERO = Decimal(0)
 _COUNTS = ("requests", "errors", "input_tokens", "cached_input_tokens", "output_tokens",
            "reasoning_tokens", "unpriced_tokens")
@@ -134,7 +136,12 @@ def apply_allocation(engine: Engine, path: Path, *, dry_run: bool = False) -> Al
 
 
 def chargeback_report(engine: Engine, month: dt.date, *, by: str = "team",
-                      config: AllocationConfig | None = None) -> ChargebackReport:
+                      config: AllocationConfig | None = None,
+                      adjustment: Decimal | None = None) -> ChargebackReport:
+    """``month``'s chargeback viewed ``by`` team, project, cost-centre or user.
+    ``adjustment`` (billed minus estimated, from reconciliation) is added as the line
+    ADJUSTMENT_LABEL and spread over every team in proportion to its estimate, before
+    the shared-cost rules; events are never edited."""
     if by not in VIEWS:
         raise ConfigurationError(f"--by {by!r}: use one of {', '.join(VIEWS)}")
     config = config if config is not None else current_allocation(engine)
@@ -143,6 +150,12 @@ def chargeback_report(engine: Engine, month: dt.date, *, by: str = "team",
     items: dict[tuple[str, str, dt.date | None], _Acc] = defaultdict(_Acc)
     for line in lines:
         items[(line.team, line.project, line.correction_of)].add(line)
+    rules = config.rules_for(month)
+    if adjustment:
+        targets = tuple(sorted({t for (t, _, _), a in items.items() if a.cost}))
+        items[(ADJUSTMENT_LABEL, "", None)].cost = adjustment
+        rules = [SharedCostRule("billing adjustment", ADJUSTMENT_LABEL, "proportional",
+                                targets, (), month, None), *rules]
     teams = sorted({t for t, _, _ in items})
     usage = {t: sum((a.cost for (tt, _, src), a in items.items() if tt == t and src is None),
                     _ZERO) for t in teams}
@@ -152,7 +165,7 @@ def chargeback_report(engine: Engine, month: dt.date, *, by: str = "team",
     usage_c = {t: cents[2 * i] for i, t in enumerate(teams)}
     fixes_c = {t: cents[2 * i + 1] for i, t in enumerate(teams)}
     base = {t: usage[t] + fixes[t] for t in teams}
-    result = allocate(base, config.rules_for(month),
+    result = allocate(base, rules,
                       {t: usage_c[t] + fixes_c[t] for t in teams})
     total_exact = sum(base.values(), _ZERO)
     total = sum(cents, _ZERO)

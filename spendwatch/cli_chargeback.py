@@ -51,9 +51,19 @@ def cmd_report_chargeback(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigurationError("--format xlsx writes a file: add -o chargeback.xlsx")
     engine = open_engine(settings)
     post_corrections(engine, timezone=settings.timezone)
-    report = chargeback_report(engine, month, by=args.by)
+    adjustment = None
+    if args.billing_adjustment:
+        from models.reconciliation import parse_project_map, reconciliation
+
+        rec = reconciliation(engine, month, parse_project_map(settings.openai_projects))
+        if rec.billed == 0 and rec.estimated == 0:
+            raise ConfigurationError(f"no OpenAI bill is stored for {month:%Y-%m}: run "
+                                     f"`spendwatch reconcile` first")
+        adjustment = rec.drift
+    report = chargeback_report(engine, month, by=args.by, adjustment=adjustment)
     if args.format == "xlsx":
-        detail = chargeback_report(engine, month, by="project", config=report.config)
+        detail = chargeback_report(engine, month, by="project", config=report.config,
+                                   adjustment=adjustment)
         with atomic_output(args.output) as tmp:
             write_chargeback_xlsx(report, detail, tmp)
         print(f"wrote {args.output}: {month:%Y-%m} ({report.status}), total "
@@ -302,4 +312,7 @@ def register_reports(rep_sub: argparse._SubParsersAction) -> None:  # type: igno
     cb.add_argument("--by", choices=("team", "project", "cost-centre", "user"), default="team")
     cb.add_argument("--format", choices=("table", "csv", "xlsx", "focus"), default="table")
     cb.add_argument("-o", "--output", help="write to this file (required for xlsx)")
+    cb.add_argument("--billing-adjustment", action="store_true",
+                    help="add the difference between OpenAI's bill and the estimate as a "
+                         "line spread over teams in proportion to their estimates")
     cb.set_defaults(handler=cmd_report_chargeback)

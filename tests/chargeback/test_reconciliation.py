@@ -122,3 +122,26 @@ def test_cli_and_daily_job(golden, database, costs_api, monkeypatch, capsys):  #
     monkeypatch.setenv("SPENDWATCH_OPENAI_PROJECTS", "proj_rank")
     assert main(["--database-url", database.url, "reconcile", "--no-fetch"]) == 2
     assert "is not OPENAI_ID=PROJECT" in capsys.readouterr().err
+
+
+def test_billing_adjustment_line(golden, costs_api):  # type: ignore[no-untyped-def]
+    from models.chargeback import ADJUSTMENT_LABEL, chargeback_report
+
+    fetch(golden, costs_api)
+    drift = reconciliation(golden, MARCH, PROJECTS).drift
+    assert drift == D("0.25")
+    report = chargeback_report(golden, MARCH, by="team", adjustment=drift)
+    # 30.833336 estimated + 0.25 billed on top = 31.083336 -> 31.08
+    assert report.total == D("31.08")
+    teams = {r.team: r for r in report.rows}
+    adjustment = teams[ADJUSTMENT_LABEL]
+    assert (adjustment.direct, adjustment.shared_out, adjustment.allocated) == (
+        D("0.25"), D("0.25"), D("0.00"))
+    shares = {s.team: s.cents for s in report.splits if s.pool == ADJUSTMENT_LABEL}
+    # in proportion to the estimates (x 0.25 / 30.833336): search 19.30 -> 0.156484,
+    # ads 7.20 -> 0.058378, platform 2.00 -> 0.016216, unallocated 2.333336 -> 0.018919;
+    # floors 0.15 + 0.05 + 0.01 + 0.01 = 0.22, the 3 cents left go to the largest
+    # remainders: unallocated (.008919), ads (.008378), search (.006484)
+    assert shares == {"search": D("0.16"), "ads": D("0.06"), "platform": D("0.01"),
+                      "": D("0.02")}
+    assert sum(r.allocated for r in report.rows) == D("31.08")
