@@ -180,7 +180,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("openai_projects", "", "OpenAI project ids mapped to our project names for "
             "reconciliation, e.g. proj_abc123=ranker,proj_def456=search."),
     Setting("reconcile_drift_threshold", "5", "Percent by which a month's billed cost may "
-            "differ from the estimate before the reconciliation alert fires.",
+            "differ from the estimate before `spendwatch reconcile` flags the drift.",
             _positive_float),
 )
 
