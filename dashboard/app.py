@@ -73,6 +73,12 @@ class AppContext:
         """Today in the reporting timezone."""
         return self.clock or dt.datetime.now(self.timezone).date()
 
+    def now(self) -> dt.datetime:
+        """The current instant (noon of the fixed day when ``clock`` is set)."""
+        if self.clock is not None:
+            return dt.datetime.combine(self.clock, dt.time(12), self.timezone)
+        return dt.datetime.now(dt.UTC)
+
     def price_book(self) -> PriceLookup:
         if self.prices is not None:
             return self.prices
@@ -125,8 +131,9 @@ def create_app(settings: Settings, engine: Engine | None = None, *,
 
         engine = open_database(settings.database_url)
     context = AppContext(engine=engine, settings=settings, prices=prices, clock=clock)
+    # Bootstrap's CSS is served from dashboard/assets (MIT, v5.3.8), not a CDN: a
+    # self-hosted dashboard must work without internet access.
     app = dash.Dash(__name__, use_pages=True, pages_folder="", title="spendwatch",
-                    external_stylesheets=[dbc.themes.BOOTSTRAP],
                     suppress_callback_exceptions=True, update_title=None)
     app.server.extensions[_EXTENSION] = context
     for module, _, _ in PAGES:

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
 
 from dashboard.app import AppContext, current_context
+from dashboard.burn import alerts_ready, budget_statuses
 from dashboard.components import (
     data_notice,
     empty_figure,
@@ -72,7 +73,21 @@ def render_layout(ctx: AppContext, query: dict[str, object]) -> html.Div:
     ])
 
 
-def _headline_cards(h: Headlines) -> list[dbc.Col]:
+def _budget_card(ctx: AppContext) -> dbc.Col:
+    statuses = (budget_statuses(ctx.engine, ctx.settings, ctx.now())
+                if alerts_ready(ctx.engine) else [])
+    if not statuses:
+        return headline_card("Budget burn", "no budgets", "",
+                             "define them with `spendwatch budgets apply FILE`", "kpi-budget")
+    worst = max(statuses, key=lambda s: s.percent)  # type: ignore[attr-defined]
+    over = sum(1 for s in statuses if s.percent >= 100)  # type: ignore[attr-defined]
+    return headline_card("Budget burn (highest)", f"{worst.percent} %",  # type: ignore[attr-defined]
+                         f"{over} of {len(statuses)} over budget;",
+                         f"{worst.name}, {worst.period.label}",  # type: ignore[attr-defined]
+                         "kpi-budget")
+
+
+def _headline_cards(h: Headlines, budget: dbc.Col) -> list[dbc.Col]:
     mtd, prev = h.month_to_date, h.previous_month_to_date
     return [
         headline_card("Spend today", format_money(h.day.cost,
@@ -86,8 +101,7 @@ def _headline_cards(h: Headlines) -> list[dbc.Col]:
         headline_card("Forecast for the month", format_money(h.forecast),
                       format_change(h.forecast, h.previous_month.cost),
                       "vs last month's total", "kpi-forecast"),
-        headline_card("Budget burn", "no budgets", "",
-                      "define them with `spendwatch budgets apply FILE`", "kpi-budget"),
+        budget,
         headline_card("Requests this month", format_count(mtd.requests),
                       format_change(mtd.requests, prev.requests), "vs same days last month",
                       "kpi-requests"),
@@ -129,7 +143,7 @@ def update(ctx: AppContext, by: str | None) -> tuple[list[object], list[dbc.Col]
         by = "model"
     today = ctx.today()
     start = today - dt.timedelta(days=TREND_DAYS - 1)
-    cards = _headline_cards(headlines(ctx.engine, today))
+    cards = _headline_cards(headlines(ctx.engine, today), _budget_card(ctx))
     frame = aggregate(ctx.engine, keys=["day", by], start=start, end=today,
                       counts=("requests", "unpriced_tokens"), money=("cost",))
     if len(frame):
