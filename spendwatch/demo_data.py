@@ -21,15 +21,16 @@ one per hour, in time order; the demo hands them to the collector's sink.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import random
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from models.events import UsageEvent
-from models.ids import uuid7
 
 __all__ = ["FINE_TUNE", "MODELS", "ORG", "OVERRUN_TEAM", "RUNAWAY", "STORM_MODEL", "USERS",
            "WORKLOADS",
@@ -81,6 +82,9 @@ _SPEED: dict[str, tuple[float, float, float]] = {
 _OFFICE = (0.25, 0.2, 0.18, 0.18, 0.2, 0.3, 0.5, 0.9, 1.3, 1.6, 1.7, 1.7, 1.6, 1.8, 2.0, 2.0,
            1.9, 1.7, 1.4, 1.1, 0.8, 0.6, 0.4, 0.3)
 _OFFICE_MEAN = sum(_OFFICE) / 24
+#: Every workload's volume is scaled by this: ~175k events over 90 days, which load
+#: and roll up in about 10 s on a 2-core machine (``python -m bench.demo``).
+VOLUME = 0.72
 
 
 @dataclass(frozen=True)
@@ -221,11 +225,25 @@ class _Generator:
         self.start_ts = plan.start.timestamp()
         self.end_ts = plan.end.timestamp()
         self.launch_ts = dt.datetime.combine(plan.launch_day, dt.time(14), UTC).timestamp()
+        self._last_ms = 0
+        self._counter = 0
+
+    def _id(self, ts: float) -> uuid.UUID:
+        """A UUIDv7 (as :func:`models.ids.uuid7` makes them) for an event at ``ts``,
+        from the seeded generator: the same plan gives the same ids."""
+        ms = int(ts * 1000)
+        if ms == self._last_ms:
+            self._counter += 1
+        else:
+            self._last_ms, self._counter = ms, self.rng.getrandbits(8)
+        value = (ms << 80) | (0x7 << 76) | ((self._counter & 0xFFF) << 64) | (0b10 << 62) \
+            | self.rng.getrandbits(62)
+        return uuid.UUID(int=value)
 
     def _rate(self, w: Workload, hour_start: dt.datetime) -> float:
         """Expected calls of ``w`` in the hour starting ``hour_start``."""
         t = (hour_start.timestamp() - self.start_ts) / self.span
-        rate = w.per_day * (1 + (w.growth - 1) * t)
+        rate = w.per_day * VOLUME * (1 + (w.growth - 1) * t)
         if hour_start.weekday() >= 5:
             rate *= w.weekend
         if w.nightly:
@@ -245,7 +263,7 @@ class _Generator:
         if width <= 0:
             return []
         calls: list[tuple[float, Workload]] = []
-        noise = rng.lognormvariate(0, 0.12)
+        noise = math.exp(rng.gauss(0.0, 0.12))
         for w in WORKLOADS:
             expected = self._rate(w, hour_start) * noise * width / 3600
             n = int(expected + rng.random())
@@ -266,13 +284,12 @@ class _Generator:
         rng = self.rng
         model = w.model
         user = w.user
-        if user == "":
+        if user == "":  # heavy and light users: the i-th person calls 1/i as often
             people = USERS[w.team or ""]
-            # a few heavy users: the first people of a team make most calls
-            user = people[min(int(rng.expovariate(1.6)), len(people) - 1)]
+            user = rng.choices(people, cum_weights=_ZIPF[len(people)])[0]
         streamed = rng.random() < w.stream
-        inp = max(8, int(w.input_tokens * rng.lognormvariate(0, 0.55)))
-        out = max(1, int(w.output_tokens * rng.lognormvariate(0, 0.6))) if w.output_tokens \
+        inp = max(8, int(w.input_tokens * math.exp(rng.gauss(0.0, 0.55))))
+        out = max(1, int(w.output_tokens * math.exp(rng.gauss(0.0, 0.6)))) if w.output_tokens \
             else 0
         fixed, per_token, ttft_base = _SPEED[model]
         attempts, status, error = 1, 200, None
@@ -292,7 +309,7 @@ class _Generator:
         elif r < 0.018:
             attempts = 2  # the SDK retried once (429 or 5xx) and then succeeded
         backoff = sum(rng.uniform(400, 1000) * 2 ** i for i in range(attempts - 1))
-        ident = uuid7(int(ts * 1e9))
+        ident = self._id(ts)
         request_id = f"req_{rng.getrandbits(128):032x}"
         event = UsageEvent(
             id=ident, ts=dt.datetime.fromtimestamp(ts, UTC), provider="openai",
@@ -318,14 +335,16 @@ class _Generator:
         event.cached_input_tokens = cached if w.endpoint != "embeddings" else None
         event.output_tokens = out if w.endpoint != "embeddings" else None
         event.reasoning_tokens = reasoning if w.endpoint != "embeddings" else None
-        gen = (fixed + inp * 0.012 + out * per_token) * rng.lognormvariate(0, 0.3)
+        gen = (fixed + inp * 0.012 + out * per_token) * math.exp(rng.gauss(0.0, 0.3))
         event.latency_ms = round(gen + backoff, 1)
         if event.streamed:  # reasoning happens before the first visible token
-            ttft = (ttft_base + inp * 0.006) * rng.lognormvariate(0, 0.35) + reasoning * \
+            ttft = (ttft_base + inp * 0.006) * math.exp(rng.gauss(0.0, 0.35)) + reasoning * \
                 per_token
             event.ttft_ms = round(min(ttft + backoff, event.latency_ms * 0.95), 1)
         return event
 
 
+_ZIPF = {n: list(itertools.accumulate(1 / (i + 1) for i in range(n)))
+         for n in {len(people) for people in USERS.values()}}
 _ERROR_CLASS = {"rate_limit": "RateLimitError", "server": "InternalServerError",
                 "network": "APITimeoutError", "client": "BadRequestError"}
