@@ -69,24 +69,39 @@ def by_key(engine: Engine, view: View, by: str) -> pd.DataFrame:
 
 
 def recent_failures(engine: Engine, view: View, timezone: str, limit: int) -> pd.DataFrame:
-    """The latest ``limit`` failed requests in the view's local days, newest first."""
+    """The latest ``limit`` failed requests in the view's local days, newest first.
+
+    The daily rollup says which days had failures (under the same filters); only
+    those days' events are read, newest day first, until ``limit`` is reached, so a
+    range with few failures never scans its events."""
     tz = ZoneInfo(timezone)
-    start = dt.datetime.combine(view.start, dt.time(0), tz).astimezone(dt.UTC)
-    end = dt.datetime.combine(view.end + dt.timedelta(days=1), dt.time(0), tz).astimezone(
-        dt.UTC)
+    filters = _filters(view)
+    days = aggregate(engine, keys=["day"], start=view.start, end=view.end, filters=filters,
+                     counts=(*ERROR_CLASSES, "errors_other"), money=())
+    failing = [d for d, n in zip(days["day"], sum(days[c] for c in (*ERROR_CLASSES,
+                                                                      "errors_other")),
+                                 strict=True) if n]
     e = usage_events.c
     model = func.coalesce(e.model, e.model_requested, "")
-    query = (select(e.ts, model, e.endpoint, e.team, e.project, e.status_code, e.error_kind,
-                    e.error_class, e.attempts, e.latency_ms, e.request_id)
-             .where(e.ts >= start, e.ts < end, e.error_kind.is_not(None))
-             .order_by(e.ts.desc()).limit(limit))
     columns = {"model": model, "team": e.team, "project": e.project, "endpoint": e.endpoint,
-               "service_tier": e.service_tier}
-    for name, values in _filters(view).items():
-        query = query.where(_matches(columns[name], values))
+               "service_tier": func.coalesce(e.service_tier, "")}
+    rows: list[tuple[object, ...]] = []
     with reading(engine) as conn:
-        rows = conn.execute(query).all()
-    frame = pd.DataFrame([tuple(r) for r in rows], columns=list(_FAILURE_COLUMNS))
+        for day in sorted(failing, reverse=True):
+            start = dt.datetime.combine(day, dt.time(0), tz).astimezone(dt.UTC)
+            end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tz).astimezone(
+                dt.UTC)
+            query = (select(e.ts, model, e.endpoint, e.team, e.project, e.status_code,
+                            e.error_kind, e.error_class, e.attempts, e.latency_ms,
+                            e.request_id)
+                     .where(e.ts >= start, e.ts < end, e.error_kind.is_not(None))
+                     .order_by(e.ts.desc()).limit(limit - len(rows)))
+            for name, values in filters.items():
+                query = query.where(_matches(columns[name], values))
+            rows += [tuple(r) for r in conn.execute(query)]
+            if len(rows) >= limit:
+                break
+    frame = pd.DataFrame(rows, columns=list(_FAILURE_COLUMNS))
     frame["time"] = [ts.astimezone(tz) for ts in frame["time"]]
     return frame
 

@@ -131,3 +131,14 @@ def test_bad_input_is_a_message(engine, query, message):
     notes = page.update(ctx, *controls(**query))[0]
     assert message in str(notes)
     assert len(recent_failures(engine, view(), "UTC", 50)) == 4
+
+
+def test_recent_failures_span_days_newest_first(engine):
+    later = event(dt.datetime(2026, 3, 4, 8, 0, tzinfo=UTC), status_code=503,
+                  error_kind="server", error_class="InternalServerError", request_id="req_4th")
+    record(engine, [*known_events(), later])
+    failures = recent_failures(engine, view(), "UTC", 2)
+    assert failures["request_id"].iloc[0] == "req_4th"
+    assert list(failures["error"]) == ["server", "network"]  # then 2 March's newest
+    assert len(recent_failures(engine, view(), "UTC", 50)) == 5
+    assert len(recent_failures(engine, view(start="2026-03-03"), "UTC", 50)) == 1
