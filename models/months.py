@@ -52,6 +52,7 @@ _TOKENS = CHARGEBACK_COUNTS[2:9]
 #: Events written up to this long before a check may not have been visible to it (an
 #: insert that commits late), so the next check looks at them again.
 _MARGIN = dt.timedelta(minutes=5)
+_LOCK_KEY = 0x5350_4342  # "SPCB": one corrections run at a time on PostgreSQL
 
 
 @dataclass
@@ -275,22 +276,20 @@ def post_corrections(engine: Engine, *, timezone: str = "UTC", prices: object | 
     (``force`` restates every closed month)."""
     from models.pricing import PriceBook
 
+    with engine.connect() as conn:  # most calls find nothing to do: no write lock then
+        if not force and not _due(conn, timezone):
+            return 0
     book = None
     posted = 0
     with begin_write(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
         closed = sorted(closed_months(conn))
-        stamp = _prices_stamp(conn)
         now = dt.datetime.now(UTC)
         checked = now - _MARGIN
-        for month in closed:
-            check = conn.execute(select(month_closes.c.checked_at, month_closes.c.checked_prices)
-                                 .where(month_closes.c.month == month)).one()
+        stamp = _prices_stamp(conn)
+        for month in (closed if force else _due(conn, timezone)):
             start, end = month_bounds(month, timezone)
-            e = usage_events.c
-            late = conn.execute(select(e.id).where(e.ingested_at > check.checked_at,
-                                                   e.ts >= start, e.ts < end).limit(1)).first()
-            if not force and late is None and check.checked_prices == stamp:
-                continue
             book = book or prices or PriceBook.load(engine)
             target = next_month(month)
             while target in closed:
@@ -304,6 +303,23 @@ def post_corrections(engine: Engine, *, timezone: str = "UTC", prices: object | 
             conn.execute(update(month_closes).where(month_closes.c.month == month)
                          .values(checked_at=checked, checked_prices=stamp))
     return posted
+
+
+def _due(conn: Connection, timezone: str) -> list[dt.date]:
+    """The closed months with events written, or prices changed, since their last check."""
+    stamp = _prices_stamp(conn)
+    due = []
+    e = usage_events.c
+    for month, checked_at, checked_prices in conn.execute(
+            select(month_closes.c.month, month_closes.c.checked_at,
+                   month_closes.c.checked_prices).order_by(month_closes.c.month)):
+        month = _date(month)
+        start, end = month_bounds(month, timezone)
+        late = conn.execute(select(e.id).where(e.ingested_at > checked_at, e.ts >= start,
+                                               e.ts < end).limit(1)).first()
+        if late is not None or checked_prices != stamp:
+            due.append(month)
+    return due
 
 
 def _prices_stamp(conn: Connection) -> str:
