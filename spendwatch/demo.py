@@ -97,9 +97,12 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"generated {generated:,} events; loaded and rolled up in {seconds:.1f} s",
               file=sys.stderr)
     else:
+        ends = str(marker.get("end", marker["loaded_at"]))[:10]
+        stale = ends < dt.datetime.now(dt.UTC).date().isoformat()
         print(f"reusing the demo data loaded at {marker['loaded_at']} "
-              f"({marker['events']:,} events, {marker['days']} days); "
-              f"`spendwatch demo --reset` generates it again", file=sys.stderr)
+              f"({marker['events']:,} events, {marker['days']} days"
+              f"{', ending ' + ends if stale else ''}); `spendwatch demo --reset` generates "
+              f"it again{' up to today' if stale else ''}", file=sys.stderr)
         _rollup(engine, demo_settings)  # cheap: only what arrived since
     outbox = _alerts(engine, demo_settings)
     _summary(engine, demo_settings, outbox, args.port)
