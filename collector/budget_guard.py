@@ -56,6 +56,7 @@ class _Limit:
     downgrade: dict[str, str]
     period: str
     label: str
+    start: dt.datetime  # the period's start (UTC)
     db_spend: Decimal
 
 
@@ -71,6 +72,7 @@ class BudgetGuard:
         self._refreshing = threading.Lock()
         self._pending: list[object] = []
         self._own: list[_Own] = []
+        self._totals: dict[str, Decimal] = {}
         self._own_lock = threading.Lock()
         self._wrapped: set[int] = set()
 
@@ -80,6 +82,7 @@ class BudgetGuard:
         self._observe(info)
         if time.monotonic() >= self._next_refresh:
             self.refresh()
+        self._absorb()
         limits = self._limits
         if not limits:
             return
@@ -127,20 +130,31 @@ class BudgetGuard:
         info.sink_put = observed  # type: ignore[attr-defined]
         self._wrapped.add(id(info))
 
-    def spend(self, limit: _Limit) -> Decimal:
-        """The rollups' figure for the period plus this process's calls since."""
+    def _absorb(self) -> None:
+        """Price the calls finished since the last check and add each to the running
+        totals of the budgets it counts against (so a check costs O(budgets), not
+        O(calls))."""
+        if not self._pending:
+            return
         with self._own_lock:
             pending, self._pending = self._pending, []
         priced = [p for p in map(self._price, pending) if p is not None]
         with self._own_lock:
             self._own.extend(priced)
-            own = list(self._own)
-        total = limit.db_spend
-        for _ts, fields, cost_list, cost_contract in own:
-            if all(v in fields.get(k, ()) for k, v in limit.scope.items()):
+            for own in priced:
+                self._add(own, self._limits)
+
+    def _add(self, own: _Own, limits: list[_Limit]) -> None:
+        ts, fields, cost_list, cost_contract = own
+        for limit in limits:
+            if ts >= limit.start and all(v in fields.get(k, ())
+                                         for k, v in limit.scope.items()):
                 cost = cost_list if limit.cost_basis == "list" else cost_contract
-                total += cost
-        return total
+                self._totals[limit.name] = self._totals.get(limit.name, Decimal(0)) + cost
+
+    def spend(self, limit: _Limit) -> Decimal:
+        """The rollups' figure for the period plus this process's calls since."""
+        return limit.db_spend + self._totals.get(limit.name, Decimal(0))
 
     def _price(self, item: object) -> _Own | None:
         """(start, tag values, list cost, contract cost) of one finished call."""
@@ -172,11 +186,15 @@ class BudgetGuard:
             return  # another thread is refreshing; use the current figures
         try:
             self._next_refresh = time.monotonic() + self.settings.enforce_refresh
-            self._limits, self._watermark = self._read()
-            if self._watermark is not None:
-                cutoff = self._watermark - _MARGIN
-                with self._own_lock:
+            limits, self._watermark = self._read()
+            with self._own_lock:
+                if self._watermark is not None:
+                    cutoff = self._watermark - _MARGIN
                     self._own = [o for o in self._own if o[0] >= cutoff]
+                self._totals = {}
+                for own in self._own:
+                    self._add(own, limits)
+                self._limits = limits
         except Exception as exc:
             log.warning("spendwatch: budget enforcement could not read spend (%s); using the "
                         "last figures", exc)
@@ -208,7 +226,7 @@ class BudgetGuard:
                 spent = scope_spend(conn, b.scope, b.cost_basis, period.start, period.end)
                 limits.append(_Limit(b.name, b.scope, b.scope_key, b.mode, b.amount,
                                      b.cost_basis, b.downgrade, b.period, period.label,
-                                     spent.cost))
+                                     period.bounds()[0], spent.cost))
         return limits, (dt.datetime.fromisoformat(mark) if mark else None)
 
 
