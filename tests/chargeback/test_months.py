@@ -124,3 +124,33 @@ def test_cli_month_commands(golden, database, capsys):  # type: ignore[no-untype
     assert "reopen" in capsys.readouterr().out
     assert main([*url, "report", "chargeback", "--month", "2999-01"]) == 2
     assert "in the future" in capsys.readouterr().err
+
+
+def test_allocation_of_a_closed_month_is_frozen(golden, tmp_path):  # type: ignore[no-untyped-def]
+    from models.chargeback import apply_allocation
+    from spendwatch.errors import AllocationFileError
+
+    from .conftest import ALLOCATION
+
+    close_month(golden, MARCH, by="f", today=TODAY)
+    path = tmp_path / "allocation.toml"
+    path.write_text(ALLOCATION)  # its rules are effective from 2026-01-01: March changes
+    with pytest.raises(AllocationFileError, match=r"closed month\(s\) 2026-03"):
+        apply_allocation(golden, path)
+    rules = ALLOCATION[ALLOCATION.index("[[rule]]"):]  # no cost centres (always in force)
+    path.write_text(rules.replace("2026-01-01", "2026-04-01"))
+    apply_allocation(golden, path)  # from April on: allowed
+    assert chargeback_report(golden, MARCH).splits == []
+    assert chargeback_report(golden, APRIL).config.rules_for(APRIL)
+
+
+def test_scheduler_hook_posts_corrections(golden, database, monkeypatch):  # type: ignore[no-untyped-def]
+    from spendwatch.cli_chargeback import chargeback_after_rollup
+
+    monkeypatch.delenv("SPENDWATCH_OPENAI_ADMIN_KEY", raising=False)
+    close_month(golden, MARCH, by="f", today=TODAY)
+    EventStore(golden).insert([ev(march(15), "ads", "bidder", 1_000_000, 0)])
+    result = RollupEngine(golden).run()
+    assert dt.date(2026, 3, 15) in result.skipped_closed
+    chargeback_after_rollup(golden, result)
+    assert chargeback_report(golden, APRIL).total == D("2.00")  # 1M x $2.00
