@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import errno
 import json
+import socket
 import sys
 import time
 from decimal import Decimal
@@ -42,7 +44,6 @@ __all__ = ["DEMO_MARKER", "budget_file", "overrun_budget", "register", "run_demo
 #: rollup_state row written once a demo load is complete (its value: JSON facts).
 DEMO_MARKER = "demo_loaded"
 _ENVIRONMENT = "demo"
-_LIVE_CALLS = 40
 #: The sink's batch: the writer wakes every flush_interval and writes what is queued;
 #: the generator waits (once a simulated day) while more than 3/4 of it is queued.
 _BATCH = 20_000
@@ -74,6 +75,8 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     if not 1 <= args.days <= 400:
         raise ConfigurationError(f"--days {args.days}: give a number of days from 1 to 400, "
                                  f"e.g. --days 90")
+    if not args.no_serve:
+        _check_port(settings.dashboard_host, args.port)
     explicit = getattr(args, "database_url", None)
     url = explicit or f"sqlite:///{Path(settings.data_dir) / 'demo.db'}"
     # The demo's own folder (spool, alert outbox), apart from a real installation's.
@@ -105,8 +108,10 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
               f"it again{' up to today' if stale else ''}", file=sys.stderr)
         _rollup(engine, demo_settings)  # cheap: only what arrived since
     outbox = _alerts(engine, demo_settings)
-    _summary(engine, demo_settings, outbox, args.port)
+    _summary(engine, demo_settings, outbox)
     if args.no_serve:
+        print(f"\ndashboard: not started (--no-serve); `spendwatch demo --port {args.port}` "
+              f"serves this data at http://127.0.0.1:{args.port}/")
         return 0
     return _serve(engine, demo_settings, args.port)
 
@@ -255,7 +260,9 @@ def _load(engine: Engine, settings: Settings, days: int, seed: int) -> tuple[int
             while sink.stats().queued > _BATCH * 3 // 4:  # let the writer catch up
                 time.sleep(0.02)
         bar(hour, plan.hours)
-    generated += _live_calls(seed)
+    from spendwatch.demo_live import live_calls
+
+    generated += live_calls(seed)
     bar = ProgressBar("writing events")
     while not collector.flush(timeout=0.2):
         st = sink.stats()
@@ -268,74 +275,6 @@ def _load(engine: Engine, settings: Settings, days: int, seed: int) -> tuple[int
               f"{st.spooled:,} kept in the spool {settings.spool_dir}, {st.dropped:,} "
               f"dropped ({st.last_error or 'no error'})", file=sys.stderr)
     return generated, plan
-
-
-def _live_calls(seed: int) -> int:
-    """Real ``openai`` SDK calls, instrumented, against a local server: today's newest
-    events are genuinely recorded. Returns the number of calls."""
-    import random
-
-    from openai import OpenAI
-
-    import collector
-    from spendwatch.demo_data import RUNAWAY, USERS, WORKLOADS
-    from spendwatch.fake_openai import FakeOpenAI
-
-    rng = random.Random(seed + 1)
-    calls = 0
-    with FakeOpenAI() as server:
-        client = collector.instrument(OpenAI(base_url=server.base_url, api_key="sk-demo",
-                                             max_retries=2))
-        for i in range(_LIVE_CALLS):
-            w = RUNAWAY if i % 8 == 7 else rng.choice(WORKLOADS)
-            user = w.user if w.user != "" else rng.choice(USERS[w.team or ""])
-            tags = {k: v for k, v in (("team", w.team), ("project", w.project),
-                                      ("user", user), ("feature", w.feature)) if v}
-            inp = max(8, int(w.input_tokens * rng.lognormvariate(0, 0.5)))
-            out = max(1, int(w.output_tokens * rng.lognormvariate(0, 0.5)))
-            cached = int(inp * w.cached_share) // 128 * 128 if rng.random() < w.cache_hit else 0
-            headers = {"x-fake-service-tier": w.tier}
-            if i == 5:  # the SDK retries a 429 once, then succeeds
-                headers.update({"x-fake-fail": "429", "x-fake-fail-times": "1"})
-            stream = rng.random() < w.stream
-            with collector.tags(**tags):
-                calls += 1
-                try:
-                    _one_call(client, w.endpoint, w.model, stream, headers, inp, cached,
-                              out, int(out * w.reasoning))
-                except Exception as exc:  # recorded by the collector; the demo goes on
-                    print(f"live call failed: {type(exc).__name__}", file=sys.stderr)
-    return calls
-
-
-def _one_call(client: object, endpoint: str, model: str, stream: bool,
-              headers: dict[str, str], inp: int, cached: int, out: int,
-              reasoning: int) -> None:
-    msgs = [{"role": "user", "content": "demo"}]
-    c = client  # an instrumented openai.OpenAI
-    if endpoint == "embeddings":
-        headers["x-fake-usage"] = json.dumps({"prompt_tokens": inp, "total_tokens": inp})
-        c.embeddings.create(model=model, input="demo", extra_headers=headers)  # type: ignore[attr-defined]
-    elif endpoint == "responses":
-        headers["x-fake-usage"] = json.dumps({
-            "input_tokens": inp, "output_tokens": out, "total_tokens": inp + out,
-            "input_tokens_details": {"cached_tokens": cached},
-            "output_tokens_details": {"reasoning_tokens": reasoning}})
-        result = c.responses.create(model=model, input="demo", stream=stream,  # type: ignore[attr-defined]
-                                    extra_headers=headers)
-        if stream:
-            for _ in result:
-                pass
-    else:
-        headers["x-fake-usage"] = json.dumps({
-            "prompt_tokens": inp, "completion_tokens": out, "total_tokens": inp + out,
-            "prompt_tokens_details": {"cached_tokens": cached},
-            "completion_tokens_details": {"reasoning_tokens": reasoning}})
-        result = c.chat.completions.create(model=model, messages=msgs, stream=stream,  # type: ignore[attr-defined]
-                                           extra_headers=headers)
-        if stream:
-            for _ in result:
-                pass
 
 
 def _rollup(engine: Engine, settings: Settings) -> None:
@@ -362,7 +301,7 @@ def _alerts(engine: Engine, settings: Settings) -> Path | None:
     return Path(settings.data_dir) / "outbox"
 
 
-def _summary(engine: Engine, settings: Settings, outbox: Path | None, port: int) -> None:
+def _summary(engine: Engine, settings: Settings, outbox: Path | None) -> None:
     from sqlalchemy import func, select
 
     from models.reports import spend_report
@@ -387,7 +326,6 @@ def _summary(engine: Engine, settings: Settings, outbox: Path | None, port: int)
         print(f"\nAlert emails ({len(emails)}, written to {outbox}):")
         for path in emails:
             print(f"  {_subject(path)}")
-    print(f"\ndashboard: http://127.0.0.1:{port}/")
 
 
 def _subject(path: Path) -> str:
@@ -407,5 +345,21 @@ def _serve(engine: Engine, settings: Settings, port: int) -> int:
               f"  spendwatch --database-url {settings.database_url} report spend --by "
               f"team,project", file=sys.stderr)
         return 0
+    print(flush=True)
     serve(settings, settings.dashboard_host, port, engine=engine)
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail before loading anything when the dashboard's port is taken."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise ConfigurationError(f"cannot listen on {host}:{port} ({exc}); check "
+                                         f"dashboard_host, or use --no-serve") from None
+            raise ConfigurationError(f"port {port} is in use (another dashboard or "
+                                     f"program), so the demo could not serve on it; run: "
+                                     f"spendwatch demo --port {port + 1}") from None

@@ -153,6 +153,7 @@ def test_demo_keeps_its_promises(database, tmp_path):
     # the summary: spend by team this month, the dashboard's URL
     assert "Spend by team this month" in first.stdout and OVERRUN_TEAM in first.stdout
     assert "(unallocated)" in first.stdout and "http://127.0.0.1:8050/" in first.stdout
+    assert "not started (--no-serve)" in first.stdout
 
     # the example budgets were applied and the alerts ran: the overrun team's email is in
     # the demo's outbox (no SMTP server, no webhook; apart from a real installation's)
@@ -253,3 +254,21 @@ def test_demo_serves_the_dashboard(tmp_path):
         except subprocess.TimeoutExpired:  # pragma: no cover
             proc.kill()
             proc.wait()
+
+
+def test_demo_on_a_busy_port_says_which_port_to_use(tmp_path):
+    import dashboard
+
+    if not hasattr(dashboard, "serve"):
+        pytest.skip("the dashboard (dashboard.serve) is not part of this checkout yet")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "spendwatch.cli", "demo", "--days", "1",
+                                 "--port", str(port)], env=_env(tmp_path),
+                                capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert f"port {port} is in use" in result.stderr and f"--port {port + 1}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "generating" not in result.stderr  # refused before loading anything
