@@ -12,18 +12,20 @@ import datetime as dt
 import io
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
+from sqlalchemy import Engine
+
 from models.chargeback import ChargebackReport, ChargebackRow
 from models.focus import FOCUS_COLUMNS, X_COLUMNS, FocusRow
 from spendwatch.errors import ExportError
 
-__all__ = ["atomic_output", "chargeback_csv", "chargeback_table", "focus_csv",
-           "report_columns", "write_chargeback_xlsx"]
+__all__ = ["atomic_output", "chargeback_csv", "chargeback_table", "chargeback_xlsx",
+           "focus_csv", "month_focus_rows", "report_columns", "write_chargeback_xlsx"]
 
 _MONEY = ("direct", "corrections", "shared_in", "shared_out", "allocated")
 _CURRENCY_FORMAT = '"$"#,##0.00'
@@ -139,6 +141,26 @@ def _csv(value: object) -> object:
 
 def write_chargeback_xlsx(summary: ChargebackReport, detail: ChargebackReport,
                           path: Path) -> None:
+    """Write :func:`chargeback_xlsx` to ``path``."""
+    path.write_bytes(chargeback_xlsx(summary, detail))
+
+
+def month_focus_rows(engine: Engine, report: ChargebackReport, *, timezone: str,
+                     project_map: Mapping[str, str]) -> list[FocusRow]:
+    """The FOCUS rows of ``report``'s month (``x_CostSource`` is ``reconciled`` for the
+    days and projects OpenAI's bill was read for)."""
+    from models.focus import focus_rows
+    from models.pricing import PriceBook
+    from models.reconciliation import reconciliation
+
+    rec = reconciliation(engine, report.month, project_map)
+    reconciled = {(r.day, r.project) for r in rec.rows if r.billed is not None}
+    return focus_rows(report.lines, month=report.month, closed=report.closed,
+                      timezone=timezone, cost_centre_of=report.config.cost_centre_of,
+                      prices=PriceBook.load(engine), reconciled=reconciled)
+
+
+def chargeback_xlsx(summary: ChargebackReport, detail: ChargebackReport) -> bytes:
     """A workbook: ``Summary`` (the totals and the ``summary`` view), ``Detail``
     (``detail``'s rows, team -> project), ``Splits`` (every shared-cost split).
     Amounts are numbers with a currency format."""
@@ -182,7 +204,7 @@ def write_chargeback_xlsx(summary: ChargebackReport, detail: ChargebackReport,
                 max(len(str(c.value)) if c.value is not None else 0 for c in column) + 2, 40)
     buffer = io.BytesIO()
     book.save(buffer)
-    path.write_bytes(buffer.getvalue())
+    return buffer.getvalue()
 
 
 def _table(sheet: object, report: ChargebackReport, bold: object) -> None:

@@ -41,6 +41,7 @@ def cmd_report_chargeback(args: argparse.Namespace, settings: Settings) -> int:
         chargeback_csv,
         chargeback_table,
         focus_csv,
+        month_focus_rows,
         write_chargeback_xlsx,
     )
     from models.months import parse_month, post_corrections
@@ -70,7 +71,10 @@ def cmd_report_chargeback(args: argparse.Namespace, settings: Settings) -> int:
               f"${report.total:,.2f}", file=sys.stderr)
         return 0
     if args.format == "focus":
-        rows = _focus(engine, report, settings)
+        from models.reconciliation import parse_project_map
+
+        rows = month_focus_rows(engine, report, timezone=settings.timezone,
+                                project_map=parse_project_map(settings.openai_projects))
 
         def write(stream: object) -> None:
             focus_csv(rows, stream)  # type: ignore[arg-type]
@@ -89,21 +93,6 @@ def cmd_report_chargeback(args: argparse.Namespace, settings: Settings) -> int:
     else:
         write(sys.stdout)
     return 0
-
-
-def _focus(engine: Engine, report: object, settings: Settings) -> list[dict[str, object]]:
-    from models.focus import focus_rows
-    from models.pricing import PriceBook
-    from models.reconciliation import parse_project_map, reconciliation
-
-    rec = reconciliation(engine, report.month,  # type: ignore[attr-defined]
-                         parse_project_map(settings.openai_projects))
-    reconciled = {(r.day, r.project) for r in rec.rows if r.billed is not None}
-    config = report.config  # type: ignore[attr-defined]
-    return focus_rows(report.lines, month=report.month,  # type: ignore[attr-defined]
-                      closed=report.closed, timezone=settings.timezone,  # type: ignore[attr-defined]
-                      cost_centre_of=config.cost_centre_of, prices=PriceBook.load(engine),
-                      reconciled=reconciled)
 
 
 # -- month ---------------------------------------------------------------------------------
