@@ -74,7 +74,6 @@ class BudgetGuard:
         self._own: list[_Own] = []
         self._totals: dict[str, Decimal] = {}
         self._own_lock = threading.Lock()
-        self._wrapped: set[int] = set()
 
     # -- what the wrapper calls -----------------------------------------------------------
     def check(self, info: object, kwargs: dict[str, object]) -> None:
@@ -115,20 +114,22 @@ class BudgetGuard:
 
     # -- own spend ------------------------------------------------------------------------
     def _observe(self, info: object) -> None:
-        """Wrap the client's queue hand-off once, to see this process's own calls."""
-        if id(info) in self._wrapped:
-            return
+        """Wrap the client's queue hand-off (once per hand-off function: instrumenting
+        the client again replaces it), to see this process's own calls."""
         put: Callable[[object], None] = info.sink_put  # type: ignore[attr-defined]
+        if getattr(put, "_spendwatch_guard", None) is self:
+            return
 
         def observed(call: object) -> None:
             try:
-                with self._own_lock:
-                    self._pending.append(call)
+                if GUARD is self:  # a guard replaced by enable()/disable() stops counting
+                    with self._own_lock:
+                        self._pending.append(call)
             finally:
                 put(call)
 
+        observed._spendwatch_guard = self  # type: ignore[attr-defined]
         info.sink_put = observed  # type: ignore[attr-defined]
-        self._wrapped.add(id(info))
 
     def _absorb(self) -> None:
         """Price the calls finished since the last check and add each to the running

@@ -205,3 +205,39 @@ def test_without_smtp_host_emails_go_to_the_outbox(engine, database, tmp_path):
     assert "$55.00 (contract cost)" in msg.get_body(("plain",)).get_content()
     evaluate_alerts(engine, settings, now=_day(5) + dt.timedelta(hours=2))
     assert len(list((tmp_path / "data" / "outbox").glob("*.eml"))) == 1
+
+
+def test_a_failing_webhook_is_retried_without_repeating_the_email(engine, database, tmp_path,
+                                                                 smtp_server, webhook):
+    controller, smtp = smtp_server
+    settings = make_settings(database, tmp_path, smtp_host="127.0.0.1",
+                             smtp_port=controller.port, alert_webhook_url=webhook.url)
+    path = tmp_path / "budgets.toml"
+    path.write_text(BUDGET)
+    apply_budget_file(engine, path)
+    _spend_day(engine, _day(5), 55)
+    webhook.status = 500
+    first = evaluate_alerts(engine, settings, now=_day(5) + dt.timedelta(hours=1))
+    assert len(first.sent) == 1 and len(first.failed) == 1
+    assert "answered HTTP 500" in first.failed[0]
+    webhook.status = 200
+    second = evaluate_alerts(engine, settings, now=_day(5) + dt.timedelta(hours=2))
+    assert [s.split(": ", 1)[1] for s in second.sent] == ["webhook " + webhook.url]
+    assert len(smtp.messages) == 1 and len(webhook.posts) == 1
+
+
+def test_a_user_budget_reads_the_per_user_rollup(engine, database, tmp_path):
+    settings = make_settings(database, tmp_path)
+    path = tmp_path / "budgets.toml"
+    path.write_text('[[budget]]\nname = "u42"\nscope = { user = "u-42", team = "search" }\n'
+                    'period = "weekly"\namount = 10\n')
+    apply_budget_file(engine, path)
+    # Thursday 12 November 2026; the week started on Monday the 9th
+    record_and_roll_up(engine, [spend_event(_day(9), user="u-42"),
+                                spend_event(_day(12), user="u-42"),
+                                spend_event(_day(12), user="u-7"),
+                                spend_event(_day(8), user="u-42")])  # last week
+    [status] = budget_status(engine, settings, _day(12))
+    assert status.period.label == "week-2026-11-09"
+    assert status.spend.cost == Decimal("5.00")  # 2 x $2.50
+    assert status.percent == Decimal("50.0")

@@ -147,6 +147,17 @@ def test_a_block_budget_stops_the_call_before_any_request(guard, engine, fake_op
     assert fake_openai.requests == before + 2
 
 
+def test_own_calls_count_after_the_client_is_instrumented_again(guard, fake_openai):
+    client = _client(fake_openai, team="search", project="web")
+    before = fake_openai.requests
+    _chat(client, **{"x-fake-usage": USAGE_1M})  # $2.50 of $5
+    collector.instrument(client, team="search", project="web")  # replaces the hand-off
+    _chat(client, **{"x-fake-usage": USAGE_1M})  # $5.00 of $5
+    with pytest.raises(BudgetExceededError):
+        _chat(client)
+    assert fake_openai.requests == before + 2
+
+
 def test_a_downgrade_budget_swaps_the_model(guard, engine, fake_openai, recording):
     record_and_roll_up(engine, [spend_event(dt.datetime.now(UTC) - dt.timedelta(minutes=10),
                                             team="ads", project="ranker")])
