@@ -222,7 +222,14 @@ class EventSink:
                 return
 
     def _drain(self) -> None:
-        while self._queue:
+        # One batch per wake-up, and more only while a full batch waits (or at stop):
+        # draining "while anything is queued" made batches of a handful of events under
+        # steady traffic (events arrive while a batch is written), and each batch costs
+        # a transaction (measured: 630 transactions for 5,000 sequential calls, about
+        # 100 us of writer CPU per event, against 25 us with full batches).
+        first = True
+        while self._queue and (first or self._stop or len(self._queue) >= self._batch):
+            first = False
             batch: list[UsageEvent] = []
             popleft = self._queue.popleft
             taken = 0
