@@ -48,7 +48,7 @@ _LAZY = {
     "close_month": "models.months",
     "reopen_month": "models.months",
     "closed_months": "models.months",
-    "post_corrections": "models.months",
+    "post_corrections": "models.corrections",
     "fetch_billed_costs": "models.reconciliation",
     "month_drift": "models.reconciliation",
 }

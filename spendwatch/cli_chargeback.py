@@ -36,6 +36,7 @@ def _who() -> str:
 # -- report chargeback ------------------------------------------------------------------
 def cmd_report_chargeback(args: argparse.Namespace, settings: Settings) -> int:
     from models.chargeback import chargeback_report
+    from models.corrections import post_corrections
     from models.exports import (
         atomic_output,
         chargeback_csv,
@@ -44,7 +45,7 @@ def cmd_report_chargeback(args: argparse.Namespace, settings: Settings) -> int:
         month_focus_rows,
         write_chargeback_xlsx,
     )
-    from models.months import parse_month, post_corrections
+    from models.months import parse_month
 
     now = today(settings)
     month = parse_month(args.month, now) if args.month else now.replace(day=1)
@@ -121,7 +122,8 @@ def cmd_month_reopen(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_month_status(args: argparse.Namespace, settings: Settings) -> int:
-    from models.months import month_statuses, post_corrections
+    from models.corrections import post_corrections
+    from models.months import month_statuses
     from spendwatch.tables import format_table
 
     engine = open_engine(settings)
@@ -244,7 +246,7 @@ def daily_reconciliation(engine: Engine, settings: Settings,
 def chargeback_after_rollup(engine: Engine, result: object) -> None:
     """After-rollup hook: post corrections when the rollup met closed months, and run
     the daily reconciliation."""
-    from models.months import post_corrections
+    from models.corrections import post_corrections
     from spendwatch.settings import load_settings
 
     settings = load_settings()

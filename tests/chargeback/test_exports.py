@@ -13,10 +13,11 @@ import pytest
 from openpyxl import load_workbook
 
 from models.chargeback import apply_allocation, chargeback_report
+from models.corrections import post_corrections
 from models.event_store import EventStore
 from models.exports import atomic_output
 from models.focus import FOCUS_COLUMNS, FOCUS_MANDATORY, X_COLUMNS
-from models.months import close_month, post_corrections
+from models.months import close_month
 from spendwatch.cli import main
 from spendwatch.errors import ExportError
 

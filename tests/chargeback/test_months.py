@@ -10,14 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from models.chargeback import chargeback_report
+from models.corrections import post_corrections
 from models.event_store import EventStore
-from models.months import (
-    close_month,
-    month_statuses,
-    parse_month,
-    post_corrections,
-    reopen_month,
-)
+from models.months import close_month, month_statuses, parse_month, reopen_month
 from models.rollups import RollupEngine
 from models.schema import rollup_daily
 from spendwatch.cli import main

@@ -7,9 +7,10 @@ import datetime as dt
 from decimal import Decimal as D
 
 from models.chargeback import chargeback_report
+from models.corrections import post_corrections
 from models.database import open_database
 from models.event_store import EventStore
-from models.months import close_month, post_corrections
+from models.months import close_month
 from models.rollups import RollupEngine
 
 from .conftest import APRIL, MARCH, PRICES, ev, set_prices
