@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -26,7 +26,8 @@ from models.costs import MILLION
 from models.months import Line, next_month, price_json
 from spendwatch.errors import SpendwatchError
 
-__all__ = ["FOCUS_COLUMNS", "FOCUS_MANDATORY", "METERS", "focus_rows"]
+__all__ = ["FOCUS_COLUMNS", "FOCUS_MANDATORY", "METERS", "X_COLUMNS", "FocusRow",
+           "focus_rows"]
 
 #: FOCUS 1.2 columns, in the specification's (alphabetical) order.
 FOCUS_COLUMNS = (
@@ -68,7 +69,8 @@ FocusRow = dict[str, object]
 
 
 def focus_rows(lines: Iterable[Line], *, month: dt.date, closed: bool, timezone: str,
-               cost_centre_of: object, prices: object | None = None,
+               cost_centre_of: Callable[[str, str, dt.date], str],
+               prices: object | None = None,
                reconciled: set[tuple[dt.date, str]] | None = None) -> list[FocusRow]:
     """FOCUS rows of ``month``'s chargeback lines. ``prices`` (a PriceBook) is needed
     for lines of an open month (their unit prices are looked up); ``reconciled`` holds
@@ -90,7 +92,7 @@ def focus_rows(lines: Iterable[Line], *, month: dt.date, closed: bool, timezone:
             period = (_iso(dt.datetime.combine(line.day, dt.time(0), zone)),
                       _iso(dt.datetime.combine(line.day + dt.timedelta(days=1), dt.time(0),
                                                zone)))
-        cc = cost_centre_of(line.team, line.project, month)  # type: ignore[operator]
+        cc = cost_centre_of(line.team, line.project, month)
         source = "unpriced" if unit is None else (
             "reconciled" if reconciled and (line.price_date, line.project) in reconciled
             else "estimated")
@@ -109,6 +111,8 @@ def focus_rows(lines: Iterable[Line], *, month: dt.date, closed: bool, timezone:
                 list_price = _price(unit["list"], column)
                 contract_price = _price(unit["contract"], column)
                 contract_price = contract_price if contract_price is not None else list_price
+                if list_price is None:  # a contract for a model with no list price
+                    list_price = contract_price
             list_cost = list_price * qty if list_price is not None else None
             contracted = contract_price * qty if contract_price is not None else None
             tier = line.service_tier or "default"
