@@ -8,6 +8,7 @@ not apply there (the page says so)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -47,6 +48,12 @@ class Breakdown:
     savings: Decimal | None
     by: str
     notes: list[str] = field(default_factory=list)
+
+
+def _records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, object]]:
+    """Rows as dicts of plain Python values (much faster than DataFrame.to_dict)."""
+    lists = [frame[c].tolist() for c in columns]
+    return [dict(zip(columns, values, strict=True)) for values in zip(*lists, strict=True)]
 
 
 def _token_kinds(row: dict[str, object]) -> dict[str, int]:
@@ -129,39 +136,31 @@ def spend_breakdown(engine: Engine, view: View, prices: PriceLookup) -> Breakdow
         daily["cache_write_tokens"] = 0
     series = fold_periods(daily, view.granularity, keys=["key"])
 
-    totals_rows = []
-    for key, part in series.groupby("key", sort=False):
-        cost: Decimal | None = None
-        for value in part["cost"]:
-            cost = add_money(cost, value)
-        requests = int(part["requests"].sum())
-        row = {"key": key, "requests": requests,
-               **{c: int(part[c].sum()) for c in ("input_tokens", "cached_input_tokens",
-                                                   "cache_write_tokens", "output_tokens",
-                                                   "reasoning_tokens", "unpriced_tokens")},
-               "cost": cost,
-               "cost_per_1k_requests": (cost * 1000 / requests) if cost is not None
-               and requests else None}
-        totals_rows.append(row)
-    totals = pd.DataFrame(totals_rows, columns=[
-        "key", "requests", "input_tokens", "cached_input_tokens", "cache_write_tokens",
-        "output_tokens", "reasoning_tokens", "unpriced_tokens", "cost",
-        "cost_per_1k_requests"])
+    sums = ("requests", "input_tokens", "cached_input_tokens", "cache_write_tokens",
+            "output_tokens", "reasoning_tokens", "unpriced_tokens")
+    per_key: dict[str, dict[str, object]] = {}
+    per_period: dict[object, dict[str, int]] = {}
+    for row in _records(series, ["period", "key", "cost", *sums]):
+        acc = per_key.setdefault(row["key"], {**dict.fromkeys(sums, 0), "cost": None})  # type: ignore[arg-type]
+        for c in sums:
+            acc[c] += row[c]  # type: ignore[operator]
+        acc["cost"] = add_money(acc["cost"], row["cost"])  # type: ignore[arg-type]
+        kinds = per_period.setdefault(row["period"], dict.fromkeys(TOKEN_KINDS, 0))
+        for kind, n in _token_kinds(row).items():
+            kinds[kind] += n
+    totals_rows = [{"key": key, **acc, "cost_per_1k_requests": (
+        acc["cost"] * 1000 / acc["requests"]  # type: ignore[operator]
+        if acc["cost"] is not None and acc["requests"] else None)}
+        for key, acc in per_key.items()]
+    totals_rows.sort(key=lambda r: (-(r["cost"] if r["cost"] is not None else Decimal(-1)),
+                                    str(r["key"])))
+    totals = pd.DataFrame(totals_rows, columns=["key", *sums, "cost", "cost_per_1k_requests"])
     for m in ("cost", "cost_per_1k_requests"):
         totals[m] = totals[m].astype(object)
-    if len(totals):
-        totals["_sort"] = [c if c is not None else Decimal(-1) for c in totals["cost"]]
-        totals = totals.sort_values(["_sort", "key"], ascending=[False, True]).drop(
-            columns="_sort").reset_index(drop=True)
-
-    token_rows = []
-    for period, part in series.groupby("period", sort=True):
-        kinds = dict.fromkeys(TOKEN_KINDS, 0)
-        for row in part.to_dict("records"):
-            for kind, n in _token_kinds(row).items():
-                kinds[kind] += n
-        token_rows += [{"period": period, "kind": k, "tokens": v} for k, v in kinds.items()]
-    tokens = pd.DataFrame(token_rows, columns=["period", "kind", "tokens"])
+    tokens = pd.DataFrame([{"period": period, "kind": k, "tokens": v}
+                           for period in sorted(per_period)  # type: ignore[type-var]
+                           for k, v in per_period[period].items()],
+                          columns=["period", "kind", "tokens"])
     savings = _savings(engine, view, prices, use_users, filters)
     return Breakdown(series=series, totals=totals, tokens=tokens, savings=savings, by=by,
                      notes=notes)

@@ -10,15 +10,14 @@ from decimal import Decimal
 
 import dash_bootstrap_components as dbc
 import pandas as pd
-import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
 
 from dashboard.filters import option
 from dashboard.formatting import to_float
 from dashboard.queries import DataStatus
 
-__all__ = ["csv_text", "data_notice", "empty_figure", "filter_dropdown", "headline_card",
-           "messages", "stacked_figure", "table", "url_sync"]
+__all__ = ["Figure", "csv_text", "data_notice", "empty_figure", "figure", "filter_dropdown",
+           "headline_card", "messages", "stacked_figure", "table", "url_sync"]
 
 _RECORD_HINT = [
     "No usage has been recorded in this database yet. Wrap your application's client: ",
@@ -79,33 +78,47 @@ def table(frame: pd.DataFrame, table_id: str) -> dbc.Table:
                                     size="sm", id=table_id, className="small")
 
 
-def empty_figure(text: str) -> go.Figure:
-    fig = go.Figure()
-    fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False}, height=320,
-                      annotations=[{"text": text, "showarrow": False, "font": {"size": 14}}],
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
-    return fig
+#: A Plotly figure as the plain dict dcc.Graph accepts (building graph_objects
+#: validates every property, which cost more than the queries behind a page).
+Figure = dict[str, object]
+
+
+def figure(traces: list[dict[str, object]], layout: dict[str, object]) -> Figure:
+    base: dict[str, object] = {"margin": {"l": 50, "r": 10, "t": 50, "b": 10},
+                               "legend": {"orientation": "h", "y": -0.2}}
+    return {"data": traces, "layout": {**base, **layout}}
+
+
+def empty_figure(text: str) -> Figure:
+    return figure([], {"xaxis": {"visible": False}, "yaxis": {"visible": False},
+                       "height": 320, "annotations": [{"text": text, "showarrow": False,
+                                                       "font": {"size": 14}}]})
 
 
 def stacked_figure(frame: pd.DataFrame, *, x: str, key: str, y: str, title: str,
-                   y_title: str, kind: str = "bar") -> go.Figure:
-    """One trace per value of ``key``, stacked. Money columns (Decimal or None) become
-    floats here and only here; None stays a gap."""
-    fig = go.Figure()
+                   y_title: str, kind: str = "bar") -> Figure:
+    """One trace per value of ``key`` (largest total first), stacked. Money columns
+    (Decimal or None) become floats here and only here; None stays a gap; a key with
+    no value at all (unpriced spend) gets no trace."""
+    series: dict[str, tuple[list[str], list[float | None]]] = {}
+    for xv, name, value in zip(frame[x], frame[key], frame[y], strict=True):
+        xs, ys = series.setdefault(name, ([], []))
+        xs.append(str(xv))
+        ys.append(to_float(value) if isinstance(value, Decimal) or value is None
+                  else float(value))
+    traces: list[dict[str, object]] = []
     for name in _keys_by_total(frame, key, y):
-        part = frame[frame[key] == name]
-        xs = [str(v) for v in part[x]]
-        ys = [to_float(v) if isinstance(v, Decimal) or v is None else float(v)
-              for v in part[y]]
+        xs, ys = series[name]
+        if all(v is None for v in ys):
+            continue
         label = name if name != "" else "(none)"
         if kind == "area":
-            fig.add_trace(go.Scatter(x=xs, y=ys, name=label, stackgroup="one", mode="lines"))
+            traces.append({"type": "scatter", "x": xs, "y": ys, "name": label,
+                           "stackgroup": "one", "mode": "lines"})
         else:
-            fig.add_trace(go.Bar(x=xs, y=ys, name=label))
-    fig.update_layout(title=title, barmode="stack", height=380, yaxis_title=y_title,
-                      legend={"orientation": "h", "y": -0.2},
-                      margin={"l": 50, "r": 10, "t": 50, "b": 10})
-    return fig
+            traces.append({"type": "bar", "x": xs, "y": ys, "name": label})
+    return figure(traces, {"title": {"text": title}, "barmode": "stack", "height": 380,
+                           "yaxis": {"title": {"text": y_title}}})
 
 
 def _keys_by_total(frame: pd.DataFrame, key: str, y: str) -> list[str]:

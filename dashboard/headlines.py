@@ -57,17 +57,32 @@ def _previous_month(day: dt.date) -> dt.date:
     return (day.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
 
 
-def _period(frame: pd.DataFrame, lo: dt.date, hi: dt.date) -> Period:
-    rows = frame[(frame["day"] >= lo) & (frame["day"] <= hi)] if len(frame) else frame
-    cost: Decimal | None = None
-    for value in rows["cost"] if len(rows) else ():
-        if value is not None:
-            cost = (cost or Decimal(0)) + value
-    hist = [int(rows[b].sum()) for b in LATENCY_BUCKETS] if len(rows) else []
-    return Period(cost=cost, unpriced_tokens=int(rows["unpriced_tokens"].sum()) if len(rows)
-                  else 0, requests=int(rows["requests"].sum()) if len(rows) else 0,
-                  errors=int(sum(rows[c].sum() for c in _ERRORS)) if len(rows) else 0,
-                  p95_ms=percentile(hist, 0.95) if hist else None)
+class _Days:
+    """Daily totals by day, summed over any range of days in plain Python."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        columns = ["day", "cost", "unpriced_tokens", "requests", *_ERRORS, *LATENCY_BUCKETS]
+        lists = [frame[c].tolist() for c in columns]
+        self.rows = {values[0]: values for values in zip(*lists, strict=True)}
+        self.first = min(self.rows) if self.rows else None
+
+    def period(self, lo: dt.date, hi: dt.date) -> Period:
+        cost: Decimal | None = None
+        unpriced = requests = errors = 0
+        hist = [0] * len(LATENCY_BUCKETS)
+        n_errors = len(_ERRORS)
+        for day, row in self.rows.items():
+            if not lo <= day <= hi:
+                continue
+            if row[1] is not None:
+                cost = (cost or Decimal(0)) + row[1]
+            unpriced += row[2]
+            requests += row[3]
+            errors += sum(row[4:4 + n_errors])
+            for i, n in enumerate(row[4 + n_errors:]):
+                hist[i] += n
+        return Period(cost=cost, unpriced_tokens=unpriced, requests=requests, errors=errors,
+                      p95_ms=percentile(hist, 0.95))
 
 
 def headlines(engine: Engine, today: dt.date) -> Headlines:
@@ -80,24 +95,25 @@ def headlines(engine: Engine, today: dt.date) -> Headlines:
                       money=("cost",))
     yesterday = today - dt.timedelta(days=1)
     same_day_last_month = min(prev + dt.timedelta(days=today.day - 1), prev_last)
-    mtd = _period(frame, month, today)
+    days = _Days(frame)
+    mtd = days.period(month, today)
     # forecast: what is spent before today, plus the average of the last complete days
     # for every day left (today included), and never less than what is already spent
-    first_day = min(frame["day"]) if len(frame) else today
+    first_day = days.first or today
     window_start = max(yesterday - dt.timedelta(days=FORECAST_DAYS - 1), first_day)
     complete_days = (yesterday - window_start).days + 1
     rate: Decimal | None = None
     forecast: Decimal | None = None
     if complete_days > 0:
-        spent = _period(frame, window_start, yesterday).cost
+        spent = days.period(window_start, yesterday).cost
         rate = (spent or Decimal(0)) / complete_days
-        before_today = _period(frame, month, yesterday).cost or Decimal(0)
+        before_today = days.period(month, yesterday).cost or Decimal(0)
         days_left = calendar.monthrange(today.year, today.month)[1] - today.day + 1
         forecast = max(mtd.cost or Decimal(0), before_today + rate * days_left)
     elif mtd.cost is not None:
         forecast = mtd.cost
-    return Headlines(today=today, day=_period(frame, today, today),
-                     yesterday=_period(frame, yesterday, yesterday), month_to_date=mtd,
-                     previous_month_to_date=_period(frame, prev, same_day_last_month),
-                     previous_month=_period(frame, prev, prev_last), forecast=forecast,
+    return Headlines(today=today, day=days.period(today, today),
+                     yesterday=days.period(yesterday, yesterday), month_to_date=mtd,
+                     previous_month_to_date=days.period(prev, same_day_last_month),
+                     previous_month=days.period(prev, prev_last), forecast=forecast,
                      daily_rate=rate)

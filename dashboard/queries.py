@@ -63,7 +63,7 @@ class _DecimalSum:
 
     def step(self, value: object) -> None:
         if value is not None:
-            self.total = (self.total or Decimal(0)) + Decimal(str(value))
+            self.total = (self.total or Decimal(0)) + Decimal(value)  # type: ignore[arg-type]
 
     def finalize(self) -> str | None:
         return None if self.total is None else format(self.total, "f")
@@ -157,26 +157,28 @@ def fold_periods(frame: pd.DataFrame, granularity: str, keys: Sequence[str] = ()
     """Daily rows (a ``day`` column plus ``keys``) summed into ``period`` rows; money
     stays Decimal (None only when every day of the group is unpriced)."""
     columns = [c for c in frame.columns if c != "day" and c not in keys]
+    money = {i for i, c in enumerate(columns) if c in MONEY}
+    days = frame["day"].tolist()
+    key_lists = [frame[k].tolist() for k in keys]
+    value_lists = [frame[c].tolist() for c in columns]
     acc: dict[tuple[object, ...], list[object]] = {}
-    for row in frame.itertuples(index=False):
-        data = row._asdict()
-        key = (period_start(data["day"], granularity), *(data[k] for k in keys))
-        values = [data[c] for c in columns]
+    for i, day in enumerate(days):
+        key = (period_start(day, granularity), *(kl[i] for kl in key_lists))
         current = acc.get(key)
         if current is None:
-            acc[key] = values
+            acc[key] = [vl[i] for vl in value_lists]
             continue
-        for i, c in enumerate(columns):
-            if c in MONEY:
-                current[i] = add_money(current[i], values[i])  # type: ignore[arg-type]
+        for j, vl in enumerate(value_lists):
+            if j in money:
+                current[j] = add_money(current[j], vl[i])  # type: ignore[arg-type]
             else:
-                current[i] += values[i]  # type: ignore[operator]
-    out = pd.DataFrame([(*k, *v) for k, v in acc.items()],
+                current[j] += vl[i]  # type: ignore[operator]
+    out = pd.DataFrame([(*k, *v) for k, v in sorted(acc.items(), key=lambda kv: kv[0])],  # type: ignore[arg-type, return-value]
                        columns=["period", *keys, *columns])
     for c in columns:
         if c in MONEY:
             out[c] = out[c].astype(object)
-    return out.sort_values(["period", *keys], kind="stable").reset_index(drop=True)
+    return out
 
 
 def percentile(counts: Sequence[int], q: float) -> float | None:

@@ -9,12 +9,11 @@ from decimal import Decimal
 import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
-import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
 
 from dashboard.app import AppContext, current_context
 from dashboard.burn import alerts_ready, budget_statuses, cumulative_spend, history
-from dashboard.components import data_notice, table
+from dashboard.components import Figure, data_notice, figure, table
 from dashboard.formatting import format_money, to_float
 from dashboard.queries import data_status
 
@@ -40,29 +39,28 @@ def layout(**query: object) -> html.Div:
     ])
 
 
-def _burn_figure(status: object, burn: pd.DataFrame) -> go.Figure:
+def _burn_figure(status: object, burn: pd.DataFrame) -> Figure:
     budget, period = status.budget, status.period  # type: ignore[attr-defined]
     amount = budget.amount
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[str(d) for d in burn["day"]],
-                             y=[to_float(v) for v in burn["cumulative"]], mode="lines+markers",
-                             name="spent", line={"width": 3}))
     last_day = period.end - dt.timedelta(days=1)
+    traces: list[dict[str, object]] = [{
+        "type": "scatter", "x": [str(d) for d in burn["day"]], "name": "spent",
+        "y": [to_float(v) for v in burn["cumulative"]], "mode": "lines+markers",
+        "line": {"width": 3}}]
     forecast = status.forecast  # type: ignore[attr-defined]
     if forecast is not None and len(burn):
-        fig.add_trace(go.Scatter(x=[str(burn["day"].iloc[-1]), str(last_day)],
-                                 y=[to_float(burn["cumulative"].iloc[-1]), to_float(forecast)],
-                                 mode="lines", name="forecast", line={"dash": "dot"}))
+        traces.append({"type": "scatter", "x": [str(burn["day"].iloc[-1]), str(last_day)],
+                       "y": [to_float(burn["cumulative"].iloc[-1]), to_float(forecast)],
+                       "mode": "lines", "name": "forecast", "line": {"dash": "dot"}})
     for threshold in budget.thresholds:
-        level = amount * Decimal(threshold) / 100
-        fig.add_trace(go.Scatter(x=[str(period.start), str(last_day)],
-                                 y=[to_float(level)] * 2, mode="lines",
-                                 name=f"{threshold} %", line={"dash": "dash", "width": 1},
-                                 hoverinfo="name+y"))
-    fig.update_layout(height=260, margin={"l": 40, "r": 10, "t": 10, "b": 10},
-                      showlegend=False, yaxis_title="USD",
-                      xaxis={"range": [str(period.start), str(last_day)]})
-    return fig
+        level = to_float(amount * Decimal(threshold) / 100)
+        traces.append({"type": "scatter", "x": [str(period.start), str(last_day)],
+                       "y": [level, level], "mode": "lines", "name": f"{threshold} %",
+                       "line": {"dash": "dash", "width": 1}, "hoverinfo": "name+y"})
+    return figure(traces, {"height": 260, "showlegend": False,
+                           "margin": {"l": 40, "r": 10, "t": 10, "b": 10},
+                           "yaxis": {"title": {"text": "USD"}},
+                           "xaxis": {"range": [str(period.start), str(last_day)]}})
 
 
 def _card(ctx: AppContext, status: object) -> dbc.Col:

@@ -10,15 +10,16 @@ from decimal import ROUND_HALF_UP, Decimal
 import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
-import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html
 
 from dashboard.app import AppContext, current_context
 from dashboard.breakdown import TOKEN_KINDS, Breakdown, period_label, spend_breakdown
 from dashboard.components import (
+    Figure,
     csv_text,
     data_notice,
     empty_figure,
+    figure,
     filter_dropdown,
     messages,
     stacked_figure,
@@ -120,21 +121,19 @@ def _totals_table(result: Breakdown) -> pd.DataFrame:
     })
 
 
-def _tokens_figure(result: Breakdown, granularity: str) -> go.Figure:
-    fig = go.Figure()
+def _tokens_figure(result: Breakdown, granularity: str) -> Figure:
+    traces: list[dict[str, object]] = []
     for kind in TOKEN_KINDS:
         part = result.tokens[result.tokens["kind"] == kind]
         if part["tokens"].sum():
-            fig.add_trace(go.Bar(x=[period_label(p, granularity) for p in part["period"]],
-                                 y=[int(v) for v in part["tokens"]], name=kind))
-    fig.update_layout(title="Tokens by kind", barmode="stack", height=320,
-                      legend={"orientation": "h", "y": -0.25},
-                      margin={"l": 50, "r": 10, "t": 50, "b": 10})
-    return fig
+            traces.append({"type": "bar", "name": kind, "y": [int(v) for v in part["tokens"]],
+                           "x": [period_label(p, granularity) for p in part["period"]]})
+    return figure(traces, {"title": {"text": "Tokens by kind"}, "barmode": "stack",
+                           "height": 320, "legend": {"orientation": "h", "y": -0.25}})
 
 
-def update(ctx: AppContext, *values: object) -> tuple[list[object], list[object], go.Figure,
-                                                      go.Figure, object]:
+def update(ctx: AppContext, *values: object) -> tuple[list[object], list[object], Figure,
+                                                      Figure, object]:
     """(messages, summary, spend chart, tokens chart, table) for the controls."""
     view, problems = _view(ctx, values)
     notes: list[object] = list(data_notice(data_status(ctx.engine), ctx.settings.timezone))

@@ -9,12 +9,12 @@ from decimal import Decimal
 import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
-import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
 
 from dashboard.app import AppContext, current_context
 from dashboard.burn import alerts_ready, budget_statuses
 from dashboard.components import (
+    Figure,
     data_notice,
     empty_figure,
     headline_card,
@@ -133,7 +133,7 @@ def _top_tables(ctx: AppContext, today: dt.date) -> list[dbc.Col]:
     return cols
 
 
-def update(ctx: AppContext, by: str | None) -> tuple[list[object], list[dbc.Col], go.Figure,
+def update(ctx: AppContext, by: str | None) -> tuple[list[object], list[dbc.Col], Figure,
                                                      list[dbc.Col]]:
     """The overview's one callback: (messages, headline cards, trend, top tables)."""
     status = data_status(ctx.engine)

@@ -9,14 +9,15 @@ from collections.abc import Sequence
 import dash
 import dash_bootstrap_components as dbc
 import pandas as pd
-import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
 
 from dashboard.app import AppContext, current_context
 from dashboard.breakdown import period_label
 from dashboard.components import (
+    Figure,
     data_notice,
     empty_figure,
+    figure,
     filter_dropdown,
     messages,
     stacked_figure,
@@ -50,14 +51,14 @@ def layout(**query: object) -> html.Div:
 def _limit(raw: object) -> tuple[int, list[str]]:
     values = as_list(raw)
     if not values:
-        return LIMITS[1], []
+        return LIMITS[0], []
     try:
         value = int(values[-1])
     except ValueError:
         value = -1
     if value not in LIMITS:
-        return LIMITS[1], [f"limit {values[-1][:20]!r} is not one of "
-                           f"{', '.join(map(str, LIMITS))}; showing {LIMITS[1]}."]
+        return LIMITS[0], [f"limit {values[-1][:20]!r} is not one of "
+                           f"{', '.join(map(str, LIMITS))}; showing {LIMITS[0]}."]
     return value, []
 
 
@@ -121,18 +122,19 @@ def _view(ctx: AppContext, values: Sequence[object]) -> tuple[View, int, list[st
 
 
 def _lines(frame: pd.DataFrame, columns: dict[str, str], title: str, y_title: str,
-           granularity: str, percent: bool = False) -> go.Figure:
-    fig = go.Figure()
+           granularity: str, percent: bool = False) -> Figure:
     x = [period_label(p, granularity) for p in frame["period"]]
+    traces: list[dict[str, object]] = []
     for column, name in columns.items():
         ys = [None if pd.isna(v) else float(v) for v in frame[column]]
         if any(v is not None for v in ys):
-            fig.add_trace(go.Scatter(x=x, y=ys, name=name, mode="lines+markers"))
-    fig.update_layout(title=title, height=340, yaxis_title=y_title,
-                      yaxis_tickformat=".1%" if percent else None,
-                      legend={"orientation": "h", "y": -0.25},
-                      margin={"l": 50, "r": 10, "t": 50, "b": 10})
-    return fig
+            traces.append({"type": "scatter", "x": x, "y": ys, "name": name,
+                           "mode": "lines+markers"})
+    yaxis: dict[str, object] = {"title": {"text": y_title}}
+    if percent:
+        yaxis["tickformat"] = ".1%"
+    return figure(traces, {"title": {"text": title}, "height": 340, "yaxis": yaxis,
+                           "legend": {"orientation": "h", "y": -0.25}})
 
 
 def _key_table(frame: pd.DataFrame, by: str) -> pd.DataFrame:

@@ -113,20 +113,20 @@ def test_callback_and_csv(engine):
     notes, summary, fig, tokens, table = costs.update(ctx, *controls())
     assert notes == []
     assert "$0.006710" in str(summary)  # 0.0065 + 0.00021, four significant digits
-    cached = next(t for t in tokens.data if t.name == "cached input")
-    assert sum(cached.y) == 400
+    cached = next(t for t in tokens["data"] if t["name"] == "cached input")
+    assert sum(cached["y"]) == 400
     assert "$0.0005" in str(summary)  # cache savings
     assert "unpriced" in str(summary) and "unpriced" in str(table)
-    traces = {t.name: t for t in fig.data}
-    assert traces["gpt-4o"].y == (0.003, 0.0035)
-    assert "mystery-ft" not in traces or all(v is None for v in traces["mystery-ft"].y)
+    traces = {t["name"]: t for t in fig["data"]}
+    assert traces["gpt-4o"]["y"] == [0.003, 0.0035]
+    assert "mystery-ft" not in traces  # unpriced: no bar (never $0), said in the summary
     payload = costs.csv_export(ctx, *controls())
     rows = {r["model"]: r for r in csv.DictReader(io.StringIO(payload["content"]))}
     assert rows["gpt-4o"]["cost_usd"] == "0.0065"
     assert rows["gpt-4o"]["cost_per_1k_requests_usd"] == "3.25"
     assert rows["mystery-ft"]["cost_usd"] == "" and rows["mystery-ft"]["unpriced_tokens"] == "1100"
     changed = costs.update(ctx, *controls(by="team"))[2]
-    assert {t.name for t in changed.data} == {"search", "support"}
+    assert {t["name"] for t in changed["data"]} == {"search", "support"}
 
 
 @pytest.mark.parametrize(("query", "message"), [
@@ -142,7 +142,7 @@ def test_bad_input_is_a_message(engine, query, message):
     ctx = make_context(engine, today=TODAY)
     notes, _summary, fig, _tokens, _table = costs.update(ctx, *controls(**query))
     assert message in str(notes)
-    assert len(fig.data) >= 1  # the page still shows data for the rest of the view
+    assert len(fig["data"]) >= 1  # the page still shows data for the rest of the view
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM rollup_daily")).scalar() > 0
 

@@ -108,15 +108,15 @@ def test_callback(engine):
     notes, summary, volume, errors, latency, table, failures = page.update(ctx, *controls())
     assert notes == []
     assert "33.33 %" in str(summary)  # 4 failed of 12
-    assert {t.name for t in volume.data} == {"gpt-4o", "gpt-4o-mini"}
-    rate_429 = next(t for t in errors.data if t.name == "429 rate limit")
-    assert list(rate_429.y) == [pytest.approx(0.1), 0.0]
+    assert {t["name"] for t in volume["data"]} == {"gpt-4o", "gpt-4o-mini"}
+    rate_429 = next(t for t in errors["data"] if t["name"] == "429 rate limit")
+    assert list(rate_429["y"]) == [pytest.approx(0.1), 0.0]
     assert "req_429" in str(failures) and "no response" in str(failures)
-    p95 = next(t for t in latency.data if t.name == "latency p95")
-    assert list(p95.y) == [pytest.approx(147.5), pytest.approx(7850.0)]  # 5000 + 3000 x 1.9/2
+    p95 = next(t for t in latency["data"] if t["name"] == "latency p95")
+    assert list(p95["y"]) == [pytest.approx(147.5), pytest.approx(7850.0)]  # 5000 + 3000 x 1.9/2
     assert "10.00 %" in str(table) and "6.50 s" in str(table)
     by_endpoint = page.update(ctx, *controls(by="endpoint"))[2]
-    assert {t.name for t in by_endpoint.data} == {"chat.completions", "responses"}
+    assert {t["name"] for t in by_endpoint["data"]} == {"chat.completions", "responses"}
 
 
 @pytest.mark.parametrize(("query", "message"), [
