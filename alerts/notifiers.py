@@ -130,8 +130,14 @@ def webhook_payload(alert: AlertRecord, kind: str, settings: Settings) -> dict[s
 
 def _smtp_send(settings: Settings, msg: EmailMessage, recipients: list[str]) -> str:
     try:
-        with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=TIMEOUT) as smtp:
-            if settings.smtp_starttls:
+        if settings.smtp_port == 465:  # implicit TLS ("SMTPS")
+            client: smtplib.SMTP = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port,
+                                                    timeout=TIMEOUT,
+                                                    context=ssl.create_default_context())
+        else:
+            client = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=TIMEOUT)
+        with client as smtp:
+            if settings.smtp_starttls and settings.smtp_port != 465:
                 smtp.starttls(context=ssl.create_default_context())
             if settings.smtp_user:
                 smtp.login(settings.smtp_user, settings.smtp_password)

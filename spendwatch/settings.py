@@ -158,7 +158,7 @@ SETTINGS: tuple[Setting, ...] = (
     # -- alerts
     Setting("smtp_host", "", "SMTP server for alert emails; empty: emails are written as "
             ".eml files to {data_dir}/outbox instead of being sent."),
-    Setting("smtp_port", "587", "SMTP port.", _port),
+    Setting("smtp_port", "587", "SMTP port (465: implicit TLS instead of STARTTLS).", _port),
     Setting("smtp_starttls", "true", "Use STARTTLS before logging in (true/false).", _flag),
     Setting("smtp_user", "", "SMTP login (empty: no login)."),
     Setting("smtp_password", "", "SMTP password (prefer the environment variable)."),

@@ -181,3 +181,37 @@ def test_command_line(database, tmp_path: Path, capsys, monkeypatch, webhook):
                         "me@example.com")
     assert code == 0 and "outbox" in out
     assert len(list((tmp_path / "data" / "outbox").glob("test-*.eml"))) == 1
+
+
+def test_port_465_speaks_implicit_tls(engine, database, tmp_path, tls_files, monkeypatch):
+    import socket
+    import ssl
+
+    from aiosmtpd.controller import Controller
+
+    from tests.alerts.conftest import CollectingHandler
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", 465))
+        except OSError as exc:
+            pytest.skip(f"cannot listen on 127.0.0.1:465 here ({exc}); STARTTLS is tested above")
+    cert, key = tls_files
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    handler = CollectingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=465, ssl_context=server_ctx,
+                            server_hostname="localhost")
+    controller.start()
+    try:
+        settings = make_settings(database, tmp_path, smtp_host="localhost", smtp_port=465,
+                                 smtp_starttls=True)
+        from alerts.notifiers import send_test
+
+        assert "via localhost:465" in send_test(settings, "email", "me@example.com")
+    finally:
+        controller.stop()
+    [(_sender, rcpt, msg)] = handler.messages
+    assert rcpt == ["me@example.com"] and msg["Subject"] == "[spendwatch] Test message from " \
+                                                           "spendwatch"
