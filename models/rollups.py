@@ -135,10 +135,13 @@ class RollupEngine:
             new_mark = conn.execute(select(func.max(usage_events.c.ingested_at))).scalar()
             if rebuild or since is not None:
                 days = self._all_days(conn, since, until)
-                if rebuild and since is None:
-                    conn.execute(delete(rollup_daily))
-                    conn.execute(delete(rollup_monthly))
-                    conn.execute(delete(rollup_daily_user))
+                if rebuild and since is None:  # rows of closed months stay as they are
+                    kept = self._closed(conn)
+                    for table, key in ((rollup_daily, "day"), (rollup_monthly, "month"),
+                                       (rollup_daily_user, "day")):
+                        conn.execute(delete(table).where(*(~table.c[key].between(
+                            m, (m + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1))
+                            for m in kept)))
             else:
                 days = self._touched_days(conn, state.get("watermark"))
             closed = self._closed(conn)

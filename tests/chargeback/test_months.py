@@ -149,3 +149,11 @@ def test_scheduler_hook_posts_corrections(golden, database, monkeypatch):  # typ
     assert dt.date(2026, 3, 15) in result.skipped_closed
     chargeback_after_rollup(golden, result)
     assert chargeback_report(golden, APRIL).total == D("2.00")  # 1M x $2.00
+
+
+def test_rebuild_keeps_closed_months(golden):  # type: ignore[no-untyped-def]
+    close_month(golden, MARCH, by="f", today=TODAY)
+    frozen = daily(golden)
+    result = RollupEngine(golden).run(rebuild=True)
+    assert len(result.skipped_closed) == 31
+    assert daily(golden) == frozen
