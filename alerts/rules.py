@@ -5,9 +5,10 @@
 * ``error_rate`` and ``latency_p95`` look at the last ``window_minutes`` of usage
   events, found through the timestamp index (a window, never a scan of history);
   they are episodic: triggered, then resolved when the condition clears.
-* ``spend_spike`` compares the last complete local day with the same weekday of the
-  previous ``weeks`` weeks (rollups are daily); ``unpriced`` names models whose
-  tokens could not be costed today or yesterday. Both fire once per period.
+* ``spend_spike`` compares the last complete local hour with the same weekday and
+  hour of the previous ``weeks`` weeks (the events of those hours, priced here, as
+  rollups are daily); ``unpriced`` names models whose tokens could not be costed
+  today or yesterday. Both fire once per period (hour, month).
 """
 
 from __future__ import annotations
@@ -206,36 +207,77 @@ def _latency(conn: Connection, rule: RuleSpec, statuses: Sequence[BudgetStatus],
     return out
 
 
+_TOKEN_SUMS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
+               "audio_input_tokens", "audio_output_tokens")
+
+
+def _hour_spend(conn: Connection, by: str, start: dt.datetime, prices: object
+                ) -> dict[str, Decimal]:
+    """Contracted spend (else list) per ``by`` value of the events of one hour, priced
+    from their tokens (rollups are daily); unpriced models are left out."""
+    from types import SimpleNamespace
+
+    from models.costs import cost_of
+
+    key = _by_column(by).label("key")  # type: ignore[attr-defined]
+    model = func.coalesce(usage_events.c.model, usage_events.c.model_requested, "")
+    query = select(key, model.label("model"), usage_events.c.service_tier,
+                   usage_events.c.is_batch,
+                   *(func.sum(usage_events.c[t]).label(t) for t in _TOKEN_SUMS)).where(
+        usage_events.c.ts >= start, usage_events.c.ts < start + dt.timedelta(hours=1),
+        usage_events.c.usage_reported.is_(True)).group_by(
+        key, model, usage_events.c.service_tier, usage_events.c.is_batch)
+    out: dict[str, Decimal] = defaultdict(Decimal)
+    day = start.astimezone(UTC).date()
+    for row in conn.execute(query):
+        m = row._mapping
+        args = (m["model"], m["service_tier"], bool(m["is_batch"]), day)
+        price = (prices.contract_price(*args)  # type: ignore[attr-defined]
+                 or prices.list_price(*args))  # type: ignore[attr-defined]
+        if price is not None:
+            tokens = SimpleNamespace(**{t: int(m[t] or 0) for t in _TOKEN_SUMS})
+            out[m["key"]] += cost_of(tokens, price).total  # type: ignore[arg-type]
+    return out
+
+
 def _spend_spike(conn: Connection, rule: RuleSpec, statuses: Sequence[BudgetStatus],
                  settings: Settings, now: dt.datetime) -> list[Condition]:
-    day = period_of("daily", now, settings.timezone).start - dt.timedelta(days=1)
+    """The last complete local hour against the same weekday and hour of the previous
+    ``weeks`` weeks (read from the events of those hours only, via the ts index)."""
+    from zoneinfo import ZoneInfo
+
+    from models.pricing import PriceBook
+
+    tz = ZoneInfo(settings.timezone)
+    local = now.astimezone(tz) - dt.timedelta(hours=1)
+    hour = dt.datetime.combine(local.date(), dt.time(local.hour), tz)
     weeks = int(Decimal(str(rule.params["weeks"])))
-    days = [day - dt.timedelta(days=7 * k) for k in range(weeks + 1)]
     by = str(rule.params["by"])
-    spend: dict[tuple[str, dt.date], Decimal] = defaultdict(Decimal)
-    for row in conn.execute(select(rollup_daily.c[by], rollup_daily.c.day,
-                                   rollup_daily.c.cost_contract).where(
-            rollup_daily.c.day.in_(days), rollup_daily.c.cost_contract.is_not(None))):
-        spend[(row[0], row[1])] += row[2]
+    prices = PriceBook.load(conn.engine)
+    current = _hour_spend(conn, by, hour, prices)
+    past = [_hour_spend(conn, by, dt.datetime.combine(hour.date() - dt.timedelta(days=7 * k),
+                                                      dt.time(hour.hour), tz), prices)
+            for k in range(1, weeks + 1)]
     factor = Decimal(str(rule.params["factor"]))
     minimum = Decimal(str(rule.params["min_spend"]))
+    label = f"{hour:%Y-%m-%d %H}:00"
     out = []
-    for value in sorted({k for k, d in spend if d == day}):
-        today_spend = spend[(value, day)]
-        baseline = sum((spend.get((value, d), Decimal(0)) for d in days[1:]),
-                       Decimal(0)) / max(weeks, 1)
-        if today_spend < minimum or baseline <= 0 or today_spend < factor * baseline:
+    for value, spent in sorted(current.items()):
+        baseline = sum((p.get(value, Decimal(0)) for p in past), Decimal(0)) / max(weeks, 1)
+        if spent < minimum or baseline <= 0 or spent < factor * baseline:
             continue
-        label = value or "(none)"
+        name = value or "(none)"
         out.append(Condition(
-            f"rule:{rule.name}", f"{by}={value}", "spike", day.isoformat(),
-            f"Spend spike for {by} {label} on {day}: {usd(today_spend)} vs {usd(baseline)}",
-            today_spend, baseline,
-            {"kind": "spend_spike", "headline": f"{by.capitalize()} {label} spent "
-             f"{usd(today_spend)} on {day:%A %Y-%m-%d}, {factor}x or more its usual "
-             f"{usd(baseline)}",
-             "facts": [[by.capitalize(), label], ["Spend", usd(today_spend)],
-                       ["Baseline", f"{usd(baseline)} (same weekday, {weeks} weeks)"]],
+            f"rule:{rule.name}", f"{by}={value}", "spike", label,
+            f"Spend spike for {by} {name} at {label}: {usd(spent)} vs {usd(baseline)}",
+            spent, baseline,
+            {"kind": "spend_spike", "headline": f"{by.capitalize()} {name} spent "
+             f"{usd(spent)} from {label} ({settings.timezone}), at least {factor}x its usual "
+             f"{usd(baseline)} for a {hour:%A} at that hour",
+             "facts": [[by.capitalize(), name], ["Hour", f"{label} ({settings.timezone})"],
+                       ["Spend", usd(spent)],
+                       ["Baseline", f"{usd(baseline)} (same weekday and hour, {weeks} "
+                                    f"weeks)"]],
              "link": f"{settings.dashboard_url.rstrip('/')}/costs"},
             rule.recipients, rule.webhooks))
     return out

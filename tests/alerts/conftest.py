@@ -182,10 +182,13 @@ class _Price:
 
 
 class Book:
-    """gpt-4o: $2.50 per million input tokens, $10 per million output; gpt-4o-mini:
-    $0.15 / $0.60. 'mystery' is unpriced. No contracts (contract cost = list cost)."""
+    """gpt-4o and house-model: $2.50 per million input tokens, $10 per million output;
+    gpt-4o-mini: $0.15 / $0.60. 'mystery' is unpriced. No contracts (contract cost =
+    list cost). (house-model is what tests give an org price, for code that reads the
+    real price book.)"""
 
     PRICES = {"gpt-4o": _Price("list gpt-4o", Decimal("2.50"), Decimal("10")),
+              "house-model": _Price("list house-model", Decimal("2.50"), Decimal("10")),
               "gpt-4o-mini": _Price("list gpt-4o-mini", Decimal("0.15"), Decimal("0.60"))}
 
     def list_price(self, model, tier, batch, on):
@@ -214,3 +217,22 @@ def record_and_roll_up(engine, events: list[UsageEvent], timezone: str = "UTC") 
     if events:
         EventStore(engine).insert(events)
     RollupEngine(engine, timezone=timezone, prices=Book()).run()
+
+
+HOUSE_PRICE = """[[price]]
+model = "house-model"
+kind = "list"
+effective_from = 2020-01-01
+input_per_mtok = "2.50"
+output_per_mtok = "10"
+"""
+
+
+def price_house_model(engine, tmp_path: Path) -> None:
+    """Give house-model a list price of $2.50/M input in org_prices (the real price
+    book then knows it, as Book does)."""
+    from models.price_file import apply_prices, load_price_file
+
+    path = tmp_path / "prices.toml"
+    path.write_text(HOUSE_PRICE)
+    apply_prices(engine, load_price_file(path), source=str(path))

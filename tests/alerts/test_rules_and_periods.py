@@ -15,7 +15,13 @@ from alerts.budgets import period_of
 from alerts.evaluate import evaluate_alerts
 from models.event_store import EventStore
 from models.rollups import RollupEngine
-from tests.alerts.conftest import Book, make_settings, record_and_roll_up, spend_event
+from tests.alerts.conftest import (
+    Book,
+    make_settings,
+    price_house_model,
+    record_and_roll_up,
+    spend_event,
+)
 
 UTC = dt.UTC
 PARIS = "Europe/Paris"
@@ -123,19 +129,25 @@ def test_latency_spike_and_unpriced_rules(engine, database, tmp_path):
     path = tmp_path / "r.toml"
     path.write_text(RULES)
     apply_budget_file(engine, path)
+    price_house_model(engine, tmp_path)
     now = dt.datetime(2026, 11, 19, 12, tzinfo=UTC)  # a Thursday
     slow = [spend_event(now - dt.timedelta(minutes=5, seconds=i), model="gpt-4o-mini",
-                        input_tokens=10, latency_ms=3000.0 if i < 2 else 100.0)
+                        input_tokens=10, latency_ms=3000.0 if i < 2 else 100.0, team="web")
             for i in range(20)]
-    # Wednesday: $10 (4 events), the two Wednesdays before: $2.50 each -> 4x the baseline
-    spend = [spend_event(dt.datetime(2026, 11, 18, 9, i, tzinfo=UTC)) for i in range(4)]
-    spend += [spend_event(dt.datetime(2026, 11, d, 9, tzinfo=UTC)) for d in (4, 11)]
+    # 11:00-12:00 on Thursday: $10 (4 x $2.50); the same hour on the two Thursdays
+    # before: $2.50 each -> 4x the baseline; another hour that day does not count
+    spend = [spend_event(dt.datetime(2026, 11, 19, 11, 10 + i, tzinfo=UTC),
+                         model="house-model") for i in range(4)]
+    spend += [spend_event(dt.datetime(2026, 11, d, 11, 30, tzinfo=UTC), model="house-model")
+              for d in (5, 12)]
+    spend += [spend_event(dt.datetime(2026, 11, 19, 10, 30, tzinfo=UTC), model="house-model")]
     unpriced = [spend_event(now - dt.timedelta(hours=1), model="mystery", input_tokens=123)]
     record_and_roll_up(engine, slow + spend + unpriced)
     first = evaluate_alerts(engine, settings, now=now)
     assert "p95 latency 3000 ms for model gpt-4o-mini" in first.triggered
-    assert "Spend spike for team search on 2026-11-18: $10.00 vs $2.50" in first.triggered
+    assert "Spend spike for team search at 2026-11-19 11:00: $10.00 vs $2.50" in first.triggered
     assert "Model mystery has no price: 123 tokens not costed" in first.triggered
+    assert len(first.triggered) == 3
     # 2 of 20 slow calls leave the p95 at 3000 ms; a later window without them resolves it
     later = evaluate_alerts(engine, settings, now=now + dt.timedelta(minutes=30))
     assert later.resolved == ["p95 latency 3000 ms for model gpt-4o-mini"]
@@ -154,14 +166,7 @@ def test_the_scheduler_evaluates_alerts_after_its_rollup(engine, database, tmp_p
     path.write_text('[[budget]]\nname = "d"\nperiod = "daily"\namount = "2.50"\n'
                     'recipients = ["lead@example.com"]\n')
     apply_budget_file(engine, path)
-    # the scheduler prices with the real price book: give the fake model a list price
-    prices = tmp_path / "prices.toml"
-    prices.write_text('[[price]]\nmodel = "house-model"\nkind = "list"\n'
-                      'effective_from = 2020-01-01\ninput_per_mtok = "2.50"\n'
-                      'output_per_mtok = "10"\n')
-    from models.price_file import apply_prices, load_price_file
-
-    apply_prices(engine, load_price_file(prices), source=str(prices))
+    price_house_model(engine, tmp_path)  # the scheduler prices with the real price book
     now = dt.datetime.now(ZoneInfo("UTC"))
     EventStore(engine).insert([spend_event(now - dt.timedelta(seconds=5),
                                            model="house-model")])
