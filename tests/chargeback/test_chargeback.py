@@ -119,3 +119,30 @@ def test_user_level(golden):  # type: ignore[no-untyped-def]
     assert got[("search", "ranker", "(no user)")] == D("0.00")
     assert got[("search", "indexer", "(no user)")] == D("1.30")
     assert sum(got.values()) == D("30.83")
+
+
+def test_cli_allocation_commands(golden, database, tmp_path: Path, capsys):  # type: ignore[no-untyped-def]
+    from spendwatch.cli import main
+
+    url = ["--database-url", database.url]
+    path = tmp_path / "allocation.toml"
+    path.write_text(ALLOCATION)
+    assert main([*url, "allocation", "show"]) == 0
+    assert "no allocation file applied" in capsys.readouterr().out
+    assert main([*url, "allocation", "apply", str(path), "--dry-run"]) == 0
+    assert "would apply" in capsys.readouterr().out
+    assert main([*url, "allocation", "show"]) == 0
+    assert "no allocation file applied" in capsys.readouterr().out  # a dry run stores nothing
+    assert main([*url, "allocation", "apply", str(path)]) == 0
+    assert "3 cost centre(s), 2 shared-cost rule(s)" in capsys.readouterr().out
+    assert main([*url, "allocation", "show"]) == 0
+    assert 'code = "CC-300"' in capsys.readouterr().out
+    assert main([*url, "report", "chargeback", "--month", "2026-03", "--by", "cost-centre",
+                 "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-03,open,CC-100,Search," in out and out.count("\n") == 5
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[rule]]\npool = "platform"\nmethod = "fixed"\n'
+                   'effective_from = 2026-01-01\npercentages = { search = "50" }\n')
+    assert main([*url, "allocation", "apply", str(bad)]) == 2
+    assert f"{bad}:5: the percentages sum to 50, not 100" in capsys.readouterr().err
