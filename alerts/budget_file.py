@@ -154,8 +154,8 @@ def parse_budget_file(text: str, file: str = "budgets.toml") -> BudgetFile:
         if key not in ("recipients", "webhooks"):
             v.add(v.line_of(key), f"unknown key {key!r} in [defaults]",
                   "[defaults] takes recipients and webhooks")
-    d_recipients = v.emails(defaults.get("recipients", []), v.line_of("recipients"))
-    d_webhooks = v.urls(defaults.get("webhooks", []), v.line_of("webhooks"))
+    d_recipients = v.targets(defaults.get("recipients", []), v.line_of("recipients"), "email")
+    d_webhooks = v.targets(defaults.get("webhooks", []), v.line_of("webhooks"), "url")
     budgets = [v.budget(e, i, d_recipients, d_webhooks) for i, e in enumerate(v.entries(
         data, "budget"))]
     rules = [v.rule(e, i, d_recipients, d_webhooks) for i, e in enumerate(v.entries(
@@ -221,32 +221,32 @@ class _Validator:
         entry, self.start, self.end = item
         return entry
 
-    def emails(self, value: object, line: int) -> tuple[str, ...]:
-        if isinstance(value, str):
-            value = [value]
+    def targets(self, value: object, line: int, kind: str) -> tuple[str, ...]:
+        """``recipients`` (kind "email") or ``webhooks`` (kind "url"), checked."""
+        what, example = (("email addresses", '["owner@example.com"]') if kind == "email"
+                         else ("URLs", '["https://hooks.slack.com/services/..."]'))
+        key = "recipients" if kind == "email" else "webhooks"
+        value = [value] if isinstance(value, str) else value
         if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-            self.add(line, "recipients must be a list of email addresses",
-                     'write recipients = ["owner@example.com"]')
+            self.add(line, f"{key} must be a list of {what}", f"write {key} = {example}")
             return ()
-        for address in value:
-            if not _EMAIL.fullmatch(address):
-                self.add(line, f"{address!r} is not a valid email address",
+        for item in value:
+            if kind == "email" and not _EMAIL.fullmatch(item):
+                self.add(line, f"{item!r} is not a valid email address",
                          "write a plain address such as owner@example.com (no name, no "
                          "spaces or line breaks)")
-        return tuple(value)
-
-    def urls(self, value: object, line: int) -> tuple[str, ...]:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-            self.add(line, "webhooks must be a list of URLs",
-                     'write webhooks = ["https://hooks.slack.com/services/..."]')
-            return ()
-        for url in value:
-            if not _URL.fullmatch(url):
-                self.add(line, f"webhook {url!r} is not an http(s) URL",
+            elif kind == "url" and not _URL.fullmatch(item):
+                self.add(line, f"webhook {item!r} is not an http(s) URL",
                          "use an https://... (or http://...) address")
         return tuple(value)
+
+    def channels(self, entry: dict[str, object], defaults: tuple[tuple[str, ...], ...]
+                 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The entry's recipients and webhooks, else those of [defaults]."""
+        return tuple(  # type: ignore[return-value]
+            self.targets(entry[key], self.line_of(key), kind) if key in entry else default
+            for key, kind, default in (("recipients", "email", defaults[0]),
+                                       ("webhooks", "url", defaults[1])))
 
     def _name(self, entry: dict[str, object], what: str, index: int) -> str:
         name = entry.get("name")
@@ -304,10 +304,7 @@ class _Validator:
         if mode == "downgrade" and not downgrade:
             self.add(self.line_of("mode"), f"budget {name!r} has mode downgrade but no "
                      f"downgrade map", 'add downgrade = { "gpt-4o" = "gpt-4o-mini" }')
-        recipients = (self.emails(entry["recipients"], self.line_of("recipients"))
-                      if "recipients" in entry else d_recipients)
-        webhooks = (self.urls(entry["webhooks"], self.line_of("webhooks"))
-                    if "webhooks" in entry else d_webhooks)
+        recipients, webhooks = self.channels(entry, (d_recipients, d_webhooks))
         if len(self.problems) > before:
             return None
         return BudgetSpec(name, scope, str(period), amount, str(basis), thresholds, recipients,
@@ -365,10 +362,7 @@ class _Validator:
                          f"a {kind} rule takes {', '.join(defaults) or 'no settings'}")
                 continue
             params[key] = self._param(key, value, defaults[key], name)
-        recipients = (self.emails(entry["recipients"], self.line_of("recipients"))
-                      if "recipients" in entry else d_recipients)
-        webhooks = (self.urls(entry["webhooks"], self.line_of("webhooks"))
-                    if "webhooks" in entry else d_webhooks)
+        recipients, webhooks = self.channels(entry, (d_recipients, d_webhooks))
         if len(self.problems) > before:
             return None
         return RuleSpec(name, str(kind), params, recipients, webhooks, self.start + 1)
