@@ -215,3 +215,25 @@ def test_port_465_speaks_implicit_tls(engine, database, tmp_path, tls_files, mon
     [(_sender, rcpt, msg)] = handler.messages
     assert rcpt == ["me@example.com"] and msg["Subject"] == "[spendwatch] Test message from " \
                                                            "spendwatch"
+
+
+def test_alerts_run_and_list_show_a_failed_message(engine, database, tmp_path, capsys,
+                                                   monkeypatch):
+    from tests.alerts.conftest import free_port
+
+    monkeypatch.setenv("SPENDWATCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SPENDWATCH_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SPENDWATCH_SMTP_PORT", str(free_port()))  # nobody listens
+    monkeypatch.setenv("SPENDWATCH_SMTP_STARTTLS", "false")
+    path = tmp_path / "budgets.toml"
+    path.write_text(GOOD + 'recipients = ["lead@example.com"]\n')
+    apply_budget_file(engine, path)
+    now = dt.datetime.now(UTC)
+    record_and_roll_up(engine, [spend_event(now - dt.timedelta(seconds=i)) for i in range(2)])
+    code, out, _ = _run(capsys, database.url, "alerts", "run")
+    assert code == 1
+    assert "triggered: Budget all (*) crossed 50%: $5.00 of $10.00" in out
+    assert "FAILED (retried next run): alert 1 triggered" in out and "SMTP 127.0.0.1" in out
+    code, out, _ = _run(capsys, database.url, "alerts", "list")
+    assert code == 0 and "triggered email failed (SMTP 127.0.0.1:" in out
+    assert "budget:all" in out
