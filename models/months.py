@@ -198,6 +198,10 @@ def close_month(engine: Engine, month: dt.date, *, by: str, timezone: str = "UTC
                  closed_months=closed_months).run(since=month, until=last)
     now = dt.datetime.now(UTC)
     with begin_write(engine) as conn:
+        if conn.dialect.name == "postgresql":  # wait for a rollup that is writing rows
+            from models.rollups import _LOCK_KEY as rollup_lock
+
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({rollup_lock})")
         if month in closed_months(conn):
             raise MonthStateError(f"month {month:%Y-%m} was closed by someone else meanwhile")
         d = rollup_daily.c
