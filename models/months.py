@@ -76,6 +76,10 @@ class MonthStatus:
     closed_at: dt.datetime | None = None
     closed_by: str | None = None
     log: list[tuple[str, dt.datetime, str, str | None]] = field(default_factory=list)
+    #: contracted cost, corrections included (exact; unpriced usage is not in it)
+    total: Decimal = _ZERO
+    #: corrections of earlier closed months posted to this month
+    corrections: Decimal = _ZERO
 
 
 def parse_month(text: str, today: dt.date, *, allow_current: bool = True) -> dt.date:
@@ -169,11 +173,25 @@ def month_statuses(engine: Engine) -> list[MonthStatus]:
         log: dict[dt.date, list[tuple[str, dt.datetime, str, str | None]]] = defaultdict(list)
         for r in conn.execute(select(month_close_log).order_by(month_close_log.c.id)):
             log[_date(r.month)].append((r.action, r.at, r.by, r.reason))
+        totals: dict[dt.date, Decimal] = defaultdict(lambda: _ZERO)
+        fixes: dict[dt.date, Decimal] = defaultdict(lambda: _ZERO)
+        for m, cost in conn.execute(select(rollup_monthly.c.month,
+                                           rollup_monthly.c.cost_contract)):
+            if _date(m) not in closes:
+                totals[_date(m)] += cost or _ZERO
+        for m, cost in conn.execute(select(chargeback_snapshot.c.month,
+                                           chargeback_snapshot.c.cost_contract)):
+            totals[_date(m)] += cost or _ZERO
+        for m, cost in conn.execute(select(chargeback_corrections.c.target_month,
+                                           chargeback_corrections.c.cost_contract)):
+            fixes[_date(m)] += cost or _ZERO
     out = []
-    for month in sorted(months | set(closes) | set(log), reverse=True):
+    for month in sorted(months | set(closes) | set(log) | set(fixes), reverse=True):
         c = closes.get(month)
         out.append(MonthStatus(month, c is not None, c.closed_at if c else None,
-                               c.closed_by if c else None, log.get(month, [])))
+                               c.closed_by if c else None, log.get(month, []),
+                               totals.get(month, _ZERO) + fixes.get(month, _ZERO),
+                               fixes.get(month, _ZERO)))
     return out
 
 

@@ -133,11 +133,14 @@ def cmd_month_status(args: argparse.Namespace, settings: Settings) -> int:
         last = s.log[-1] if s.log else None
         history = (f"{last[0]} {last[1]:%Y-%m-%d %H:%M} by {last[2]}"
                    + (f": {last[3]}" if last[3] else "")) if last else ""
-        rows.append((f"{s.month:%Y-%m}", "closed" if s.closed else "open", history))
+        rows.append((f"{s.month:%Y-%m}", "closed" if s.closed else "open",
+                     f"{s.total:,.2f}", f"{s.corrections:,.2f}" if s.corrections else "",
+                     history))
     if not rows:
         print("no months yet: run `spendwatch rollup` first")
         return 0
-    print(format_table(("month", "status", "last change"), rows))
+    print(format_table(("month", "status", "total (USD)", "corrections", "last change"),
+                       rows, [False, False, True, True, False]))
     return 0
 
 

@@ -64,6 +64,9 @@ def test_close_then_late_event_and_reprice(golden):  # type: ignore[no-untyped-d
 
     with pytest.raises(MonthStateError, match="already closed"):
         close_month(golden, MARCH, by="finance", today=TODAY)
+    statuses = {s.month: s for s in month_statuses(golden)}
+    assert statuses[MARCH].closed and statuses[MARCH].total == D("30.833336")
+    assert not statuses[APRIL].closed and statuses[APRIL].corrections == D("8.95")
 
 
 def test_reopen_needs_a_reason_and_is_recorded(golden):  # type: ignore[no-untyped-def]
@@ -111,7 +114,7 @@ def test_cli_month_commands(golden, database, capsys):  # type: ignore[no-untype
     assert "already closed" in capsys.readouterr().err
     assert main([*url, "month", "status"]) == 0
     out = capsys.readouterr().out
-    assert "2026-03  closed  close" in out and "by finance" in out
+    assert "2026-03  closed        30.83" in out and "by finance" in out
     with pytest.raises(SystemExit):  # argparse: --reason is required
         main([*url, "month", "reopen", "2026-03"])
     assert main([*url, "month", "reopen", "2026-03", "--reason", "credit note"]) == 0
