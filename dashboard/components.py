@@ -5,19 +5,22 @@ filters in its URL."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import Dash, Input, Output, dcc, html
+from dash import Dash, Input, Output, dcc, html, no_update
 
 from dashboard.filters import option
 from dashboard.formatting import to_float
 from dashboard.queries import DataStatus
 
 __all__ = ["Figure", "csv_text", "data_notice", "empty_figure", "figure", "filter_dropdown",
-           "headline_card", "messages", "stacked_figure", "table", "url_sync"]
+           "guarded", "headline_card", "messages", "stacked_figure", "table", "url_sync"]
+
+log = logging.getLogger("spendwatch.dashboard")
 
 _RECORD_HINT = [
     "No usage has been recorded in this database yet. Wrap your application's client: ",
@@ -44,6 +47,26 @@ def data_notice(status: DataStatus, timezone: str) -> list[dbc.Alert]:
             f"timezone is {timezone}: days shown are {status.rollup_timezone} days. Run ",
             html.Code("spendwatch rollup --rebuild"), " to rebuild them."], color="warning"))
     return out
+
+
+def guarded(update: Callable[..., object], outputs: int) -> Callable[..., object]:
+    """A callback that turns an unexpected failure (the database unreachable, say)
+    into a message in its first output, never a stack trace in the browser; the
+    other outputs keep what they showed. ``outputs`` 0: a single output (downloads)."""
+
+    def callback(*values: object) -> object:
+        try:
+            return update(*values)
+        except Exception as exc:
+            log.exception("dashboard callback failed")
+            text = (f"Could not read the data: {type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. Check that the "
+                    f"database is reachable (spendwatch db current), then reload the page.")
+            if outputs == 0:
+                return no_update
+            return (messages([text], "danger"), *([no_update] * (outputs - 1)))
+
+    return callback
 
 
 def messages(texts: Iterable[str], color: str = "warning") -> list[dbc.Alert]:

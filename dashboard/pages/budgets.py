@@ -13,7 +13,7 @@ from dash import Dash, Input, Output, dcc, html
 
 from dashboard.app import AppContext, current_context
 from dashboard.burn import alerts_ready, budget_statuses, cumulative_spend, history
-from dashboard.components import Figure, data_notice, figure, table
+from dashboard.components import Figure, data_notice, figure, guarded, table
 from dashboard.formatting import format_money, to_float
 from dashboard.queries import data_status
 
@@ -133,4 +133,4 @@ def register(app: Dash, ctx: AppContext) -> None:
     app.callback(
         Output("budgets-messages", "children"), Output("budgets-content", "children"),
         Output("budgets-history", "children"), Input("budgets-load", "data"),
-    )(lambda load: update(ctx, load))
+    )(guarded(lambda load: update(ctx, load), 3))

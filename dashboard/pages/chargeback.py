@@ -16,7 +16,7 @@ from dash import Dash, Input, Output, State, dcc, html
 
 from dashboard.allocation import UNALLOCATED, allocation
 from dashboard.app import AppContext, current_context
-from dashboard.components import csv_text, data_notice, messages, url_sync
+from dashboard.components import csv_text, data_notice, guarded, messages, url_sync
 from dashboard.filters import parse_month
 from dashboard.formatting import format_count, format_money
 from dashboard.queries import data_status, months_with_data
@@ -142,11 +142,11 @@ def register(app: Dash, ctx: AppContext) -> None:
         Output("chargeback-summary", "children"),
         Output("chargeback-table", "children"),
         Input("chargeback-month", "value"),
-    )(lambda month: update(ctx, month))
+    )(guarded(lambda month: update(ctx, month), 3))
     app.callback(
         Output("chargeback-download", "data"),
         Input("chargeback-csv-button", "n_clicks"),
         State("chargeback-month", "value"),
         prevent_initial_call=True,
-    )(lambda _clicks, month: csv_export(ctx, month))
+    )(guarded(lambda _clicks, month: csv_export(ctx, month), 0))
     url_sync(app, "chargeback-url", [("month", "chargeback-month", "value")])

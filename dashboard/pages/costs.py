@@ -21,6 +21,7 @@ from dashboard.components import (
     empty_figure,
     figure,
     filter_dropdown,
+    guarded,
     messages,
     stacked_figure,
     table,
@@ -195,10 +196,10 @@ def register(app: Dash, ctx: AppContext) -> None:
         Output("costs-messages", "children"), Output("costs-summary", "children"),
         Output("costs-graph", "figure"), Output("costs-tokens", "figure"),
         Output("costs-table", "children"), *inputs,
-    )(lambda *values: update(ctx, *values))
+    )(guarded(lambda *values: update(ctx, *values), 5))
     app.callback(
         Output("costs-download", "data"), Input("costs-csv-button", "n_clicks"),
         *[State(component, prop) for _, component, prop in CONTROLS],
         prevent_initial_call=True,
-    )(lambda _clicks, *values: csv_export(ctx, *values))
+    )(guarded(lambda _clicks, *values: csv_export(ctx, *values), 0))
     url_sync(app, "costs-url", CONTROLS)

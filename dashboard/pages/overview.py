@@ -17,6 +17,7 @@ from dashboard.components import (
     Figure,
     data_notice,
     empty_figure,
+    guarded,
     headline_card,
     messages,
     stacked_figure,
@@ -169,5 +170,5 @@ def register(app: Dash, ctx: AppContext) -> None:
         Output("overview-trend", "figure"),
         Output("overview-top", "children"),
         Input("overview-by", "value"),
-    )(lambda by: update(ctx, by))
+    )(guarded(lambda by: update(ctx, by), 4))
     url_sync(app, "overview-url", [("by", "overview-by", "value")])

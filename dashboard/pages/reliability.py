@@ -19,6 +19,7 @@ from dashboard.components import (
     empty_figure,
     figure,
     filter_dropdown,
+    guarded,
     messages,
     stacked_figure,
     table,
@@ -212,5 +213,5 @@ def register(app: Dash, ctx: AppContext) -> None:
         Output("rel-latency", "figure"), Output("rel-table", "children"),
         Output("rel-failures", "children"),
         *[Input(component, prop) for _, component, prop in CONTROLS],
-    )(lambda *values: update(ctx, *values))
+    )(guarded(lambda *values: update(ctx, *values), 7))
     _url_sync(app, "rel-url", CONTROLS)

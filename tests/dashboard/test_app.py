@@ -98,3 +98,27 @@ def test_spendwatch_serve_prints_url_and_warns(tmp_path):
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert "WITHOUT a login" in err
+
+
+def test_a_failing_callback_shows_a_message_not_a_traceback(tmp_path):
+    from sqlalchemy import text
+
+    from models.database import open_database
+
+    settings = _settings(tmp_path)
+    engine = open_database(settings.database_url)
+    app = create_app(settings, engine)
+    with engine.begin() as conn:  # the database breaks under the running app
+        conn.execute(text("DROP TABLE rollup_daily"))
+    outputs = [("overview-messages", "children"), ("overview-headlines", "children"),
+               ("overview-trend", "figure"), ("overview-top", "children")]
+    body = {"output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
+            "outputs": [{"id": i, "property": p} for i, p in outputs],
+            "inputs": [{"id": "overview-by", "property": "value", "value": "model"}],
+            "state": [], "changedPropIds": []}
+    response = app.server.test_client().post("/_dash-update-component", json=body)
+    assert response.status_code == 200
+    shown = json.dumps(response.get_json()["response"]["overview-messages"])
+    assert "Could not read the data" in shown and "rollup_daily" in shown
+    assert "Traceback" not in response.get_data(as_text=True)
+    engine.dispose()
