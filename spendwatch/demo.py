@@ -25,6 +25,7 @@ import json
 import socket
 import sys
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -44,9 +45,7 @@ __all__ = ["DEMO_MARKER", "budget_file", "overrun_budget", "register", "run_demo
 #: rollup_state row written once a demo load is complete (its value: JSON facts).
 DEMO_MARKER = "demo_loaded"
 _ENVIRONMENT = "demo"
-#: The sink's batch: the writer wakes every flush_interval and writes what is queued;
-#: the generator waits (once a simulated day) while more than 3/4 of it is queued.
-_BATCH = 20_000
+_SHOWN = 10  # alert emails listed in the summary
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -88,10 +87,10 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"demo database: {redact(url)}", file=sys.stderr)
     engine = _prepare(demo_settings, reset=args.reset, default_file=explicit is None)
     marker = _marker(engine)
+    evaluate = _apply_budgets(engine, demo_settings)
     if marker is None:
         started = time.perf_counter()
-        generated, plan = _load(engine, demo_settings, args.days, args.seed)
-        _rollup(engine, demo_settings)
+        generated, plan = _load(engine, demo_settings, args.days, args.seed, evaluate)
         seconds = time.perf_counter() - started
         marker = {"events": generated, "days": args.days, "seed": args.seed,
                   "loaded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -107,7 +106,10 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
               f"{', ending ' + ends if stale else ''}); `spendwatch demo --reset` generates "
               f"it again{' up to today' if stale else ''}", file=sys.stderr)
         _rollup(engine, demo_settings)  # cheap: only what arrived since
-    outbox = _alerts(engine, demo_settings)
+    outbox = None
+    if evaluate is not None:
+        evaluate(dt.datetime.now(dt.UTC))
+        outbox = Path(demo_settings.data_dir) / "outbox"
     _summary(engine, demo_settings, outbox)
     if args.no_serve:
         print(f"\ndashboard: not started (--no-serve); `spendwatch demo --port {args.port}` "
@@ -233,48 +235,18 @@ def _runaway_call_usd(engine: Engine, on: dt.date) -> Decimal:
             + RUNAWAY.output_tokens * price.output_per_mtok) / 1_000_000
 
 
-def _load(engine: Engine, settings: Settings, days: int, seed: int) -> tuple[int, Plan]:
-    """Generate the history into the collector's sink, make the live calls, and wait
-    until every event is written. Returns how many events were generated, and the
-    plan."""
-    import collector
-    from spendwatch.demo_data import generate, make_plan
-    from spendwatch.progress import ProgressBar
+def _load(engine: Engine, settings: Settings, days: int, seed: int,
+          evaluate: Callable[[dt.datetime], None] | None) -> tuple[int, Plan]:
+    """Make the plan and load it (:func:`spendwatch.demo_load.load`): returns how many
+    events were generated, and the plan."""
+    from spendwatch.demo_data import make_plan
+    from spendwatch.demo_load import load
 
-    collector.configure(database_url=settings.database_url, data_dir=settings.data_dir,
-                        spool_dir=settings.spool_dir, environment=_ENVIRONMENT,
-                        batch_size=_BATCH, queue_size=200_000, flush_interval=0.2,
-                        log_level="WARNING")
-    sink = collector.get_sink()
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     plan = make_plan(now - dt.timedelta(seconds=5), days, settings.timezone, seed,
                      overrun_budget_usd=overrun_budget(),
                      runaway_call_usd=_runaway_call_usd(engine, now.date()))
-    bar = ProgressBar(f"generating {days} days of usage")
-    generated = 0
-    for hour, events in enumerate(generate(plan), 1):
-        for event in events:
-            collector.record_event(event)
-        generated += len(events)
-        if not hour % 24:
-            while sink.stats().queued > _BATCH * 3 // 4:  # let the writer catch up
-                time.sleep(0.02)
-        bar(hour, plan.hours)
-    from spendwatch.demo_live import live_calls
-
-    generated += live_calls(seed)
-    bar = ProgressBar("writing events")
-    while not collector.flush(timeout=0.2):
-        st = sink.stats()
-        bar(st.written + st.spooled, generated)
-    st = sink.stats()
-    bar(st.written + st.spooled, generated)
-    sink.close()
-    if st.written != generated:
-        print(f"warning: {generated:,} events generated, {st.written:,} written, "
-              f"{st.spooled:,} kept in the spool {settings.spool_dir}, {st.dropped:,} "
-              f"dropped ({st.last_error or 'no error'})", file=sys.stderr)
-    return generated, plan
+    return load(engine, settings, plan, seed, evaluate), plan
 
 
 def _rollup(engine: Engine, settings: Settings) -> None:
@@ -285,20 +257,24 @@ def _rollup(engine: Engine, settings: Settings) -> None:
 
 
 # -- budgets, alerts, summary, serve ------------------------------------------------------
-def _alerts(engine: Engine, settings: Settings) -> Path | None:
-    """Apply the example budgets and run the alerts, when the alerts package has them.
-    Returns the outbox folder."""
+def _apply_budgets(engine: Engine,
+                   settings: Settings) -> Callable[[dt.datetime], None] | None:
+    """Apply the example budgets (when this spendwatch has budgets); returns how to
+    evaluate the alerts at a moment, when it has alert evaluation."""
     import alerts
 
     apply = getattr(alerts, "apply_budget_file", None)
-    evaluate = getattr(alerts, "evaluate_alerts", None)
     if apply is not None:
         apply(engine, budget_file(), actor="spendwatch demo")
-    if evaluate is None:
+    evaluate_alerts = getattr(alerts, "evaluate_alerts", None)
+    if evaluate_alerts is None:
         print("(alert evaluation is not part of this spendwatch yet)", file=sys.stderr)
         return None
-    evaluate(engine, settings)
-    return Path(settings.data_dir) / "outbox"
+
+    def evaluate(at: dt.datetime) -> None:
+        evaluate_alerts(engine, settings, now=at)
+
+    return evaluate
 
 
 def _summary(engine: Engine, settings: Settings, outbox: Path | None) -> None:
@@ -322,9 +298,12 @@ def _summary(engine: Engine, settings: Settings, outbox: Path | None) -> None:
     print(format_table(("team", "requests", "spend", "unpriced tokens"), table,
                        [False, True, True, True]))
     if outbox is not None:
-        emails = sorted(outbox.glob("*.eml")) if outbox.is_dir() else []
-        print(f"\nAlert emails ({len(emails)}, written to {outbox}):")
-        for path in emails:
+        emails = sorted(outbox.glob("*.eml") if outbox.is_dir() else [],
+                        key=lambda p: (p.stat().st_mtime_ns, p.name))
+        print(f"\nAlert emails ({len(emails)}, written to {outbox}), the latest:")
+        if len(emails) > _SHOWN:
+            print(f"  ... {len(emails) - _SHOWN} earlier")
+        for path in emails[-_SHOWN:]:
             print(f"  {_subject(path)}")
 
 
