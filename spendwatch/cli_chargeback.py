@@ -13,6 +13,7 @@ import socket
 import sys
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
@@ -20,7 +21,8 @@ from spendwatch.cli_common import open_engine, today
 from spendwatch.errors import ConfigurationError, ReconciliationError
 from spendwatch.settings import Settings
 
-__all__ = ["chargeback_after_rollup", "daily_reconciliation", "register", "register_reports"]
+__all__ = ["auto_close", "chargeback_after_rollup", "daily_reconciliation", "register",
+           "register_reports"]
 
 log = logging.getLogger("spendwatch.chargeback")
 
@@ -246,9 +248,29 @@ def daily_reconciliation(engine: Engine, settings: Settings,
     return True
 
 
+def auto_close(engine: Engine, settings: Settings, today: dt.date | None = None
+               ) -> dt.date | None:
+    """Close the previous month once ``month_close_after_days`` days of the new one
+    have passed (never a month that was reopened by hand); the month closed, or None."""
+    from models.months import close_month, month_statuses
+
+    days = settings.month_close_after_days
+    today = today or dt.datetime.now(ZoneInfo(settings.timezone)).date()
+    if not days or today.day <= days:
+        return None
+    previous = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+    found = next((s for s in month_statuses(engine) if s.month == previous), None)
+    if found is None or found.closed or any(a == "reopen" for a, *_ in found.log):
+        return None
+    close_month(engine, previous, by="scheduler (month_close_after_days)",
+                timezone=settings.timezone, today=today)
+    log.info("closed %s automatically (month_close_after_days=%d)", f"{previous:%Y-%m}", days)
+    return previous
+
+
 def chargeback_after_rollup(engine: Engine, result: object) -> None:
-    """After-rollup hook: post corrections when the rollup met closed months, and run
-    the daily reconciliation."""
+    """After-rollup hook: post corrections when the rollup met closed months, run the
+    daily reconciliation and close last month when it is time."""
     from models.corrections import post_corrections
     from spendwatch.settings import load_settings
 
@@ -258,6 +280,7 @@ def chargeback_after_rollup(engine: Engine, result: object) -> None:
         if posted:
             log.info("posted %d correction row(s) of closed months", posted)
     daily_reconciliation(engine, settings)
+    auto_close(engine, settings)
 
 
 # -- parsers -------------------------------------------------------------------------------------

@@ -107,6 +107,18 @@ def _weekday(name: str, raw: str) -> str:
     return value
 
 
+def _days_or_off(name: str, raw: str) -> int:
+    """A number of days, 0 meaning off."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a whole number of days; give 0 "
+                                 f"(off) or e.g. 5") from None
+    if not 0 <= value <= 27:
+        raise ConfigurationError(f"{name}={value} must be between 0 (off) and 27 days")
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     """One row of the settings table."""
@@ -182,6 +194,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("reconcile_drift_threshold", "5", "Percent by which a month's billed cost may "
             "differ from the estimate before `spendwatch reconcile` flags the drift.",
             _positive_float),
+    Setting("month_close_after_days", "0", "The scheduler closes the previous month "
+            "automatically once this many days of the new month have passed (0: never; "
+            "a month reopened by hand is not closed again).", _days_or_off),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -221,6 +236,7 @@ class Settings:
     openai_admin_base_url: str = "https://api.openai.com/v1"
     openai_projects: str = ""
     reconcile_drift_threshold: float = 5.0
+    month_close_after_days: int = 0
 
     def source_of(self, name: str) -> str:  # pragma: no cover - informational
         return _BY_NAME[name].env

@@ -160,3 +160,22 @@ def test_rebuild_keeps_closed_months(golden):  # type: ignore[no-untyped-def]
     result = RollupEngine(golden).run(rebuild=True)
     assert len(result.skipped_closed) == 31
     assert daily(golden) == frozen
+
+
+def test_scheduler_closes_last_month_when_configured(golden, database):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from spendwatch.cli_chargeback import auto_close
+    from spendwatch.settings import load_settings
+
+    settings = replace(load_settings({"database_url": database.url}, env={}),
+                       month_close_after_days=5)
+    assert auto_close(golden, replace(settings, month_close_after_days=0),
+                      today=dt.date(2026, 4, 20)) is None  # off by default
+    assert auto_close(golden, settings, today=dt.date(2026, 4, 5)) is None  # too early
+    assert auto_close(golden, settings, today=dt.date(2026, 4, 6)) == MARCH
+    assert auto_close(golden, settings, today=dt.date(2026, 4, 7)) is None  # closed already
+    reopen_month(golden, MARCH, reason="missing invoice", by="cfo")
+    assert auto_close(golden, settings, today=dt.date(2026, 4, 8)) is None  # reopened by hand
+    [status] = [s for s in month_statuses(golden) if s.month == MARCH]
+    assert not status.closed and status.log[0][2] == "scheduler (month_close_after_days)"
