@@ -1,9 +1,10 @@
 """Benchmark of ``spendwatch demo`` (not a test): how long a newcomer waits before the
 dashboard has data. Runs ``spendwatch demo --no-serve`` ROUNDS times, each in a fresh
 data folder (SQLite), and prints the median of each phase read from its progress bars
-(generating the events into the collector's sink, the writer catching up, the rollup)
-and of the whole command (process start to exit: imports, schema, live SDK calls,
-budgets and alerts included).
+(the history generated into the collector's sink, its rollup, the day-by-day replay
+of the current month with a rollup and an alert evaluation per day) and of the whole
+command (process start to exit: imports, schema, live SDK calls, budgets and alerts
+included).
 
 Baseline, in the same run: copying the same rows into an empty demo database with one
 ``INSERT INTO ... SELECT`` in SQLite itself, the floor for writing them at all.
@@ -25,8 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-_PHASES = {"generate": r"generating \d+ days of usage", "write": r"writing events",
-           "rollup": r"rolling up"}
+_PHASES = {"generate": r"generating \d+ days of usage",
+           "rollup": r"rolling up the history",
+           "replay": r"replaying \d+ days \(daily rollup and alerts\)"}
 
 
 def _last_elapsed(stderr: str, label: str) -> float:
@@ -82,8 +84,8 @@ def main() -> None:
             baselines.append(_baseline(Path(tmp) / "demo.db", empty))
         r = runs[-1]
         print(f"round {i + 1}: {r['events']:,.0f} events, load {r['load']:.1f} s "
-              f"(generate {r['generate']:.1f}, writer catching up {r['write']:.1f}, rollup "
-              f"{r['rollup']:.1f}), whole command {r['wall']:.1f} s; baseline "
+              f"(history {r['generate']:.1f}, its rollup {r['rollup']:.1f}, replay "
+              f"{r['replay']:.1f}), whole command {r['wall']:.1f} s; baseline "
               f"{baselines[-1]:.2f} s", flush=True)
 
     def med(key: str) -> float:
@@ -92,9 +94,9 @@ def main() -> None:
     base = statistics.median(baselines)
     print(f"\nspendwatch demo --days {args.days}, median of {args.rounds} rounds:")
     print(f"  events                          {med('events'):,.0f}")
-    print(f"  generate into the sink          {med('generate'):6.1f} s")
-    print(f"  writer catching up              {med('write'):6.1f} s")
-    print(f"  rollup                          {med('rollup'):6.1f} s")
+    print(f"  history into the sink           {med('generate'):6.1f} s")
+    print(f"  its rollup                      {med('rollup'):6.1f} s")
+    print(f"  day-by-day replay of the month  {med('replay'):6.1f} s")
     print(f"  load + rollup (target <= 20 s)  {med('load'):6.1f} s "
           f"({med('events') / med('load'):,.0f} events/s)")
     print(f"  whole command                   {med('wall'):6.1f} s")
