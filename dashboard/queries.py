@@ -184,7 +184,7 @@ def fold_periods(frame: pd.DataFrame, granularity: str, keys: Sequence[str] = ()
 def percentile(counts: Sequence[int], q: float) -> float | None:
     """The ``q`` quantile (0..1) of a merged latency histogram, in ms: linear inside
     its bucket; the open last bucket reports its lower edge. None without samples."""
-    total = sum(int(c) for c in counts)
+    total = sum(counts)
     if total <= 0:
         return None
     rank = q * total

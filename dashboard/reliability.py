@@ -31,20 +31,28 @@ def _filters(view: View) -> dict[str, tuple[str, ...]]:
 
 
 def _with_rates(frame: pd.DataFrame) -> pd.DataFrame:
-    """Error rates per class and overall, latency and TTFT percentiles, per row."""
-    out = frame.copy()
-    requests = out["requests"].where(out["requests"] > 0)
-    for column in ERROR_CLASSES:
-        out[f"rate_{column}"] = out[column] / requests
-    errors = sum(out[c] for c in (*ERROR_CLASSES, "errors_other"))
-    out["errors"] = errors
-    out["error_rate"] = errors / requests
-    lat = out[list(LATENCY_BUCKETS)].to_numpy().tolist()
-    ttft = out[list(TTFT_BUCKETS)].to_numpy().tolist()
-    for name, q in QUANTILES.items():
-        out[f"latency_{name}"] = [percentile(h, q) for h in lat]
-        out[f"ttft_{name}"] = [percentile(h, q) for h in ttft]
-    return out.drop(columns=[*LATENCY_BUCKETS, *TTFT_BUCKETS])
+    """Error rates per class and overall, latency and TTFT percentiles, per row (in
+    plain Python over column lists: pandas column assignment cost more than the
+    query)."""
+    requests = frame["requests"].tolist()
+    new: dict[str, list[object]] = {}
+    errors = [0] * len(requests)
+    for column in (*ERROR_CLASSES, "errors_other"):
+        values = frame[column].tolist()
+        errors = [a + b for a, b in zip(errors, values, strict=True)]
+        if column in ERROR_CLASSES:
+            new[f"rate_{column}"] = [v / r if r else None
+                                     for v, r in zip(values, requests, strict=True)]
+    new["errors"] = errors
+    new["error_rate"] = [e / r if r else None for e, r in zip(errors, requests, strict=True)]
+    for prefix, buckets in (("latency", LATENCY_BUCKETS), ("ttft", TTFT_BUCKETS)):
+        hists = list(zip(*(frame[b].tolist() for b in buckets), strict=True))
+        for name, q in QUANTILES.items():
+            new[f"{prefix}_{name}"] = [percentile(h, q) for h in hists]
+    base = frame.drop(columns=[*LATENCY_BUCKETS, *TTFT_BUCKETS])
+    added = pd.DataFrame({k: pd.Series(v, dtype="float64" if k != "errors" else "int64")
+                          for k, v in new.items()}, index=base.index)
+    return pd.concat([base, added], axis=1)
 
 
 def over_time(engine: Engine, view: View, by: str) -> tuple[pd.DataFrame, pd.DataFrame]:
