@@ -6,6 +6,7 @@ the data instead of doubling it; nothing generated is lost."""
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import os
@@ -279,3 +280,49 @@ def test_demo_on_a_busy_port_says_which_port_to_use(tmp_path):
     assert f"port {port} is in use" in result.stderr and f"--port {port + 1}" in result.stderr
     assert "Traceback" not in result.stderr
     assert "generating" not in result.stderr  # refused before loading anything
+
+
+def test_the_generator_is_seeded_and_keeps_its_story():
+    from spendwatch.demo_data import RUNAWAY, generate, make_plan
+
+    now = dt.datetime(2026, 3, 3, 10, 30, tzinfo=dt.UTC)  # early in a month
+    plan = make_plan(now, 30, "Europe/Paris", 7, overrun_budget_usd=Decimal("300"),
+                     runaway_call_usd=Decimal("0.0624"))
+    events = [e for hour in generate(plan) for e in hour]
+    again = [e for hour in generate(make_plan(now, 30, "Europe/Paris", 7,
+                                              overrun_budget_usd=Decimal("300"),
+                                              runaway_call_usd=Decimal("0.0624")))
+             for e in hour]
+    assert events == again  # same seed, same moment: the same events, ids included
+    other = [e for hour in generate(make_plan(now, 30, "Europe/Paris", 8)) for e in hour]
+    assert [e.id for e in other[:100]] != [e.id for e in events[:100]]
+    ids = [e.id for e in events]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(e.id.version == 7 for e in events[:1000])
+    assert all(plan.start <= e.ts < plan.end for e in events)
+    assert plan.start == dt.datetime(2026, 2, 1, 23, 0, tzinfo=dt.UTC)  # Paris midnight
+
+    # the storm: rate-limit failures of its model pile up in its hours only
+    def storm(e) -> bool:
+        return e.ts.date() == plan.storm_day and 13 <= e.ts.hour < 17
+
+    limited = [e for e in events if e.error_kind == "rate_limit" and e.model_requested ==
+               STORM_MODEL]
+    in_storm = sum(storm(e) for e in limited)
+    per_day = collections.Counter(e.ts.date() for e in limited if not storm(e))
+    assert in_storm >= 20 and in_storm > 5 * max(per_day.values()), (in_storm, per_day)
+    assert all(e.attempts == 3 and e.status_code == 429 and not e.usage_reported
+               and e.input_tokens is None for e in limited)
+    # the runaway loop runs inside this month (3 days in) and costs 1.25x the budget:
+    # 375 / 0.0624 = ~6,010 calls of 30,000 input and 300 output tokens (medians)
+    loop = [e for e in events if e.feature == RUNAWAY.feature]
+    month_start = dt.datetime(2026, 2, 28, 23, 0, tzinfo=dt.UTC)
+    assert all(e.ts >= month_start for e in loop)
+    assert 5_400 < len(loop) < 6_600
+    # streams have a time to first token below their latency; failures have none
+    streamed = [e for e in events if e.streamed]
+    assert streamed and all(0 < e.ttft_ms < e.latency_ms for e in streamed)
+    assert all(e.ttft_ms is None for e in events if e.error_kind)
+    # reasoning and cached tokens stay inside their totals
+    assert all(e.reasoning_tokens <= e.output_tokens and e.cached_input_tokens <=
+               e.input_tokens for e in events if e.usage_reported and e.output_tokens)
