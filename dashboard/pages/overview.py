@@ -151,10 +151,12 @@ def update(ctx: AppContext, by: str | None) -> tuple[list[object], list[dbc.Col]
         fig = stacked_figure(frame, x="day", key=by, y="cost",
                              title=f"Daily spend by {by}, last {TREND_DAYS} days (USD)",
                              y_title="USD")
-        unpriced = frame[frame["cost"].isna() & (frame["unpriced_tokens"] > 0)]
-        if len(unpriced):
-            names = ", ".join(sorted({str(v) for v in unpriced[by]}))
-            notes += messages([f"Unpriced usage is not in the spend chart ({by}: {names}); "
+        if frame["unpriced_tokens"].sum():
+            models = aggregate(ctx.engine, keys=["model"], start=start, end=today,
+                               counts=("unpriced_tokens",), money=())
+            names = ", ".join(m for m, n in zip(models["model"], models["unpriced_tokens"],
+                                                strict=True) if n)
+            notes += messages([f"Unpriced usage is not in the spend figures (model: {names}); "
                                f"add its price with `spendwatch prices apply FILE`."], "info")
     else:
         fig = empty_figure(f"No spend in the last {TREND_DAYS} days")
