@@ -144,6 +144,20 @@ def cmd_spool_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # -- settings ---------------------------------------------------------------------
+#: Settings whose values are secrets: ``spendwatch settings`` says whether they are set.
+_SECRET_MARKERS = ("password", "_key", "secret", "token")
+
+
+def _shown(name: str, value: object) -> object:
+    if any(marker in name for marker in _SECRET_MARKERS):
+        return "(set, hidden)" if value else ""
+    if name == "database_url" and value:
+        from models.database import redact
+
+        return redact(str(value))
+    return value
+
+
 def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
     from spendwatch.tables import format_table
 
@@ -154,7 +168,7 @@ def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
             default = f"`{s.default}`" if s.default else "(see meaning)"
             print(f"| `{s.name}` | `{s.env}` | {default} | {s.help} |")
         return 0
-    rows = [(s.name, s.env, getattr(settings, s.name)) for s in SETTINGS]
+    rows = [(s.name, s.env, _shown(s.name, getattr(settings, s.name))) for s in SETTINGS]
     print(f"config file: {settings.config_file}")
     print(format_table(("setting", "environment variable", "value"), rows))
     return 0

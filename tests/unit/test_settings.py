@@ -162,3 +162,17 @@ def test_settings_outside_the_table_are_refused(tmp_path: Path, env: dict[str, s
     write_config(tmp_path, "spendwatch = 1\n", env)
     with pytest.raises(ConfigurationError, match=r"\[spendwatch\] table"):
         load_settings(env=env)
+
+
+def test_settings_command_hides_secrets(monkeypatch, capsys, tmp_path):
+    from spendwatch.cli import main
+
+    monkeypatch.setenv("SPENDWATCH_SMTP_PASSWORD", "hunter2")
+    monkeypatch.setenv("SPENDWATCH_OPENAI_ADMIN_KEY", "sk-admin-secret")
+    monkeypatch.setenv("SPENDWATCH_DATABASE_URL",
+                       "postgresql+psycopg://spend:pgpass@db.example:5432/spend")
+    monkeypatch.setenv("SPENDWATCH_CONFIG", str(tmp_path / "none.toml"))
+    assert main(["settings"]) == 0
+    out = capsys.readouterr().out
+    assert "hunter2" not in out and "sk-admin-secret" not in out and "pgpass" not in out
+    assert "(set, hidden)" in out and "db.example" in out
