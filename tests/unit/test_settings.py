@@ -171,7 +171,8 @@ def test_settings_command_hides_secrets(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("SPENDWATCH_OPENAI_ADMIN_KEY", "sk-admin-secret")
     monkeypatch.setenv("SPENDWATCH_DATABASE_URL",
                        "postgresql+psycopg://spend:pgpass@db.example:5432/spend")
-    monkeypatch.setenv("SPENDWATCH_CONFIG", str(tmp_path / "none.toml"))
+    (tmp_path / "empty.toml").write_text("")
+    monkeypatch.setenv("SPENDWATCH_CONFIG", str(tmp_path / "empty.toml"))
     assert main(["settings"]) == 0
     out = capsys.readouterr().out
     assert "hunter2" not in out and "sk-admin-secret" not in out and "pgpass" not in out
