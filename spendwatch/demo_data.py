@@ -117,25 +117,25 @@ WORKLOADS: tuple[Workload, ...] = (
              400, 40, cache_hit=0.3, cached_share=0.5, weekend=0.6, user="svc-search"),
     Workload("search", "snippets", "embed", "text-embedding-3-small", "embeddings", 250, 350,
              0, weekend=0.6, user="svc-search"),
-    Workload("support", "helpdesk-bot", "answers", "gpt-4o", "chat.completions", 150, 3200,
+    Workload("support", "helpdesk-bot", "answers", "gpt-4o", "chat.completions", 150, 7000,
              280, cache_hit=0.8, cached_share=0.75, stream=0.9, weekend=0.5, growth=1.2),
     Workload("support", "ticket-triage", "triage", "gpt-4.1-mini", "chat.completions", 180,
              1200, 90, cache_hit=0.5, cached_share=0.6, user="svc-triage"),
     Workload("support", "macros", "drafts", "gpt-4o-mini", "chat.completions", 90, 800, 350,
              stream=0.7),
-    Workload("growth", "email-copy", "campaigns", "gpt-4o", "chat.completions", 70, 1500, 700,
+    Workload("growth", "email-copy", "campaigns", "gpt-4o", "chat.completions", 70, 2500, 900,
              stream=0.6, growth=1.6),
     Workload("growth", "ab-writer", "variants", "gpt-5-mini", "responses", 60, 1200, 900,
              reasoning=0.5, stream=0.5, growth=1.8),
-    Workload("platform", "evals", "nightly-evals", "o4-mini", "responses", 150, 2500, 1500,
+    Workload("platform", "evals", "nightly-evals", "o4-mini", "responses", 150, 5000, 2500,
              reasoning=0.6, nightly=(1, 2, 3, 4), weekend=1.0, tier="flex", user="svc-evals"),
     Workload("platform", "embeddings-index", "reindex", "text-embedding-3-small", "embeddings",
              300, 600, 0, nightly=(2, 3, 4, 5), weekend=1.0, growth=1.6, user="svc-indexer"),
     Workload("finance", "invoice-parser", "extract", FINE_TUNE, "chat.completions", 120, 1800,
              350, weekend=0.1, user="svc-invoices"),
-    Workload("finance", "forecasting", "analysis", "gpt-4.1", "chat.completions", 25, 6000,
-             900, cache_hit=0.4, cached_share=0.6, weekend=0.1),
-    Workload("research", "agents", "tool-use", "o4-mini", "responses", 80, 5000, 2000,
+    Workload("finance", "forecasting", "analysis", "gpt-4.1", "chat.completions", 25, 12000,
+             1200, cache_hit=0.4, cached_share=0.6, weekend=0.1),
+    Workload("research", "agents", "tool-use", "o4-mini", "responses", 80, 9000, 2500,
              cache_hit=0.6, cached_share=0.6, stream=0.4, reasoning=0.7, growth=1.6),
     Workload("research", "long-context", "summaries", "gpt-4.1", "chat.completions", 40, 60000,
              1200, cache_hit=0.5, cached_share=0.8, stream=0.5),
@@ -143,7 +143,7 @@ WORKLOADS: tuple[Workload, ...] = (
              50, 2000, 500, growth=0.8),
     Workload(None, None, None, "gpt-4o-mini", "chat.completions", 90, 900, 250, stream=0.3,
              user=None),
-    Workload(None, None, None, "gpt-4o", "chat.completions", 30, 2000, 500, user=None),
+    Workload(None, None, None, "gpt-4o", "chat.completions", 30, 3000, 600, user=None),
 )
 #: The runaway agent loop behind the research team's overrun.
 RUNAWAY = Workload(OVERRUN_TEAM, "agents", "agent-loop", "gpt-4.1", "responses", 0, 30000, 300,
@@ -184,7 +184,7 @@ def _weekday_before(day: dt.date) -> dt.date:
 
 
 def make_plan(now: dt.datetime, days: int, timezone: str = "UTC", seed: int = 42, *,
-              overrun_budget_usd: Decimal = Decimal("300"),
+              overrun_budget_usd: Decimal = Decimal("250"),
               runaway_call_usd: Decimal = Decimal("0.0624")) -> Plan:
     """The period of ``days`` local days ending ``now``, and the story's dates in it.
 
