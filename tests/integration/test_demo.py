@@ -326,3 +326,36 @@ def test_the_generator_is_seeded_and_keeps_its_story():
     # reasoning and cached tokens stay inside their totals
     assert all(e.reasoning_tokens <= e.output_tokens and e.cached_input_tokens <=
                e.input_tokens for e in events if e.usage_reported and e.output_tokens)
+
+
+def test_an_interrupted_load_is_started_afresh(tmp_path):
+    import signal
+
+    argv = [sys.executable, "-m", "spendwatch.cli", "demo", "--no-serve", "--days", "60"]
+    proc = subprocess.Popen(argv, env=_env(tmp_path), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    db = tmp_path / "demo.db"
+    deadline = time.monotonic() + 120
+    written = 0
+    while time.monotonic() < deadline and proc.poll() is None and not written:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                engine = create_engine(f"sqlite:///{db}")
+                written = q(engine, "SELECT count(*) FROM usage_events")[0]
+                engine.dispose()
+            except Exception:  # the schema is being created
+                pass
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err  # interrupted while loading, not finished
+    engine = create_engine(f"sqlite:///{db}")
+    left = q(engine, "SELECT count(*) FROM usage_events")[0]
+    assert left > 0
+    assert q(engine, "SELECT count(*) FROM rollup_state WHERE name = :n", n=DEMO_MARKER)[0] == 0
+
+    again = run_demo(tmp_path, "--days", "3")
+    assert again.returncode == 0, again.stderr
+    assert "an earlier load did not finish" in again.stderr
+    assert q(engine, "SELECT count(*) FROM usage_events")[0] == generated(again)
+    engine.dispose()
