@@ -51,8 +51,11 @@ _SHOWN = 10  # alert emails listed in the summary
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser(
         "demo", help="load 90 days of a demo organisation's usage and open the dashboard",
-        description="Create (or reuse) a separate demo database with realistic usage, "
-                    "roll it up, run the example budgets' alerts and serve the dashboard.")
+        description="Create (or reuse) a separate demo database (DATA_DIR/demo.db, or the "
+                    "global --database-url, which must be empty or hold only demo data) "
+                    "with 90 days of a demo organisation's usage, roll it up, run the "
+                    "example budgets' alerts (emails to DATA_DIR/demo/outbox) and serve "
+                    "the dashboard.")
     demo.add_argument("--days", type=int, default=90, help="days of history (default 90)")
     demo.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     demo.add_argument("--reset", action="store_true",
@@ -105,7 +108,6 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
               f"({marker['events']:,} events, {marker['days']} days"
               f"{', ending ' + ends if stale else ''}); `spendwatch demo --reset` generates "
               f"it again{' up to today' if stale else ''}", file=sys.stderr)
-        _rollup(engine, demo_settings)  # cheap: only what arrived since
     outbox = None
     if evaluate is not None:
         evaluate(dt.datetime.now(dt.UTC))
@@ -247,13 +249,6 @@ def _load(engine: Engine, settings: Settings, days: int, seed: int,
                      overrun_budget_usd=overrun_budget(),
                      runaway_call_usd=_runaway_call_usd(engine, now.date()))
     return load(engine, settings, plan, seed, evaluate), plan
-
-
-def _rollup(engine: Engine, settings: Settings) -> None:
-    from models.rollups import RollupEngine
-    from spendwatch.progress import ProgressBar
-
-    RollupEngine(engine, timezone=settings.timezone).run(progress=ProgressBar("rolling up"))
 
 
 # -- budgets, alerts, summary, serve ------------------------------------------------------
