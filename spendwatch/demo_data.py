@@ -200,8 +200,9 @@ def make_plan(now: dt.datetime, days: int, timezone: str = "UTC", seed: int = 42
     launch = _weekday_before(today_utc - dt.timedelta(days=min(18, max(days * 2 // 3, 2))))
     month_start = dt.datetime.combine(local_today.replace(day=1), dt.time(0), tz)
     runaway_start = max(month_start.astimezone(UTC), now - dt.timedelta(days=5), start)
-    if now - runaway_start < dt.timedelta(hours=1):
-        runaway_start = now - dt.timedelta(hours=1)  # the first hour of a month
+    # In the first minutes of a month the loop is short and furious: its spend must fall
+    # inside the month whose budget it overruns.
+    runaway_start = min(runaway_start, now - dt.timedelta(seconds=1))
     hours = (now - runaway_start).total_seconds() / 3600
     target = overrun_budget_usd * Decimal("1.25")
     per_hour = float(target / runaway_call_usd) / hours
