@@ -242,8 +242,8 @@ def main() -> None:
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.events.split(","))
     if args.database == "sqlite":
-        folder = tempfile.mkdtemp()
-        run(f"sqlite:///{folder}/dashboard.db", sizes, args.rounds, "SQLite")
+        with tempfile.TemporaryDirectory() as folder:  # 10M events take ~3 GB
+            run(f"sqlite:///{folder}/dashboard.db", sizes, args.rounds, "SQLite")
         return
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(loader.PG_URL)
