@@ -135,8 +135,8 @@ class EventSink:
             self._enqueued_n += 1
         if self._thread is None:
             self._start()
-        if len(self._queue) >= self._batch:
-            self._wake.set()
+        if len(self._queue) >= self._batch and not self._wake.is_set():
+            self._wake.set()  # once: set() takes the Event's lock on every call
 
     # -- control ------------------------------------------------------------------
     def _start(self) -> None:

@@ -37,6 +37,18 @@ def postgres_unavailable() -> str | None:
     return _pg_state["reason"]
 
 
+_BROWSER_FIXTURES = {"page", "context", "browser", "playwright"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last. pytest-playwright's sync API keeps an asyncio loop
+    running on the main thread from its first use to the end of the session, after
+    which every ``asyncio.run`` in a later test fails with "cannot be called from a
+    running event loop"."""
+    items.sort(key=lambda item: bool(_BROWSER_FIXTURES & set(
+        getattr(item, "fixturenames", ())) or "browser" in item.keywords))
+
+
 @pytest.fixture(scope="session")
 def fake_openai() -> Iterator[FakeOpenAI]:
     with FakeOpenAI() as server:
