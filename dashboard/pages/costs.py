@@ -27,19 +27,28 @@ from dashboard.components import (
     table,
     url_sync,
 )
-from dashboard.filters import DIMENSIONS, FILTER_PARAMS, GRANULARITIES, View, parse_view
+from dashboard.filters import (
+    DIMENSIONS,
+    FILTER_PARAMS,
+    GRANULARITIES,
+    View,
+    as_list,
+    parse_view,
+)
 from dashboard.formatting import format_count, format_money
 from dashboard.queries import data_status, dimension_values
 
 __all__ = ["CONTROLS", "csv_export", "layout", "register", "render_layout", "update"]
 
 PATH = "/costs"
+CHARTS = ("bar", "area")
 _LABELS = {"model": "Model", "team": "Team", "project": "Project", "user": "User",
            "endpoint": "Endpoint", "tier": "Service tier"}
 #: (query name, component id, property) of every control, in callback order.
 CONTROLS: tuple[tuple[str, str, str], ...] = (
     ("start", "costs-dates", "start_date"), ("end", "costs-dates", "end_date"),
     ("granularity", "costs-granularity", "value"), ("by", "costs-by", "value"),
+    ("chart", "costs-chart", "value"),
     *((p, f"costs-filter-{p}", "value") for p in FILTER_PARAMS),
 )
 
@@ -55,6 +64,10 @@ def _select(component_id: str, value: str, choices: Sequence[str]) -> dbc.Select
 
 def render_layout(ctx: AppContext, query: dict[str, object]) -> html.Div:
     view = parse_view(query, today=ctx.today())
+    chart, problem = _chart(query.get("chart"))
+    if problem:
+        view = View(view.start, view.end, view.by, view.granularity, view.filters,
+                    (*view.problems, problem))
     options = dimension_values(ctx.engine)
     filters = [filter_dropdown(f"costs-filter-{p}", _LABELS[p], view.filters.get(p, ()),
                                options.get(p, [])) for p in FILTER_PARAMS]
@@ -75,6 +88,8 @@ def render_layout(ctx: AppContext, query: dict[str, object]) -> html.Div:
                     width="auto"),
             dbc.Col([html.Label("Group by", htmlFor="costs-by", className="small mb-0"),
                      _select("costs-by", view.by, tuple(DIMENSIONS))], width="auto"),
+            dbc.Col([html.Label("Chart", htmlFor="costs-chart", className="small mb-0"),
+                     _select("costs-chart", chart, CHARTS)], width="auto"),
         ], className="g-3 align-items-end mb-2"),
         dbc.Row(filters, className="g-2 mb-3"),
         html.Div(id="costs-summary", className="mb-2"),
@@ -90,11 +105,21 @@ def render_layout(ctx: AppContext, query: dict[str, object]) -> html.Div:
     ])
 
 
+def _chart(raw: object) -> tuple[str, str | None]:
+    values = as_list(raw)
+    if not values or values[-1] in CHARTS:
+        return (values[-1] if values else CHARTS[0]), None
+    return CHARTS[0], (f"chart {values[-1][:30]!r} is not one of {', '.join(CHARTS)}; "
+                       f"showing bars.")
+
+
 def _view(ctx: AppContext, values: Sequence[object]) -> tuple[View, list[str]]:
     """The controls' values as a checked view, with unknown filter values dropped."""
     query = {name: value for (name, _, _), value in zip(CONTROLS, values, strict=True)}
     view = parse_view(query, today=ctx.today())
     problems = list(view.problems)
+    _, problem = _chart(query.get("chart"))
+    problems += [problem] if problem else []
     known = dimension_values(ctx.engine)
     kept: dict[str, tuple[str, ...]] = {}
     for p, chosen in view.filters.items():
@@ -146,9 +171,10 @@ def update(ctx: AppContext, *values: object) -> tuple[list[object], list[object]
             "Nothing to show for this range and these filters.", className="text-muted")
     series = result.series.assign(label=[period_label(p, view.granularity)
                                          for p in result.series["period"]])
+    chart, _ = _chart(values[[n for n, _, _ in CONTROLS].index("chart")])
     fig = stacked_figure(series, x="label", key="key", y="cost",
                          title=f"Spend per {view.granularity} by {result.by} (USD)",
-                         y_title="USD")
+                         y_title="USD", kind=chart)
     total: Decimal | None = None
     for value in result.totals["cost"]:
         total = value if total is None else (total + value if value is not None else total)

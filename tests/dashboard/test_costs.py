@@ -125,6 +125,9 @@ def test_callback_and_csv(engine):
     assert rows["gpt-4o"]["cost_usd"] == "0.0065"
     assert rows["gpt-4o"]["cost_per_1k_requests_usd"] == "3.25"
     assert rows["mystery-ft"]["cost_usd"] == "" and rows["mystery-ft"]["unpriced_tokens"] == "1100"
+    area = costs.update(ctx, *controls(chart="area"))[2]
+    assert {t["type"] for t in area["data"]} == {"scatter"}
+    assert all(t["stackgroup"] == "one" for t in area["data"])
     changed = costs.update(ctx, *controls(by="team"))[2]
     assert {t["name"] for t in changed["data"]} == {"search", "support"}
 
@@ -134,6 +137,7 @@ def test_callback_and_csv(engine):
     ({"start": "yesterday"}, "is not a date"),
     ({"by": "colour"}, "cannot group by"),
     ({"granularity": "hourly"}, "granularity"),
+    ({"chart": "pie"}, "is not one of bar, area"),
     ({"model": ["gpt-4o' OR '1'='1"]}, "no usage is recorded for model"),
     ({"team": ["<img src=x onerror=alert(1)>"]}, "no usage is recorded for team"),
 ])
