@@ -18,7 +18,8 @@ from dashboard.formatting import to_float
 from dashboard.queries import DataStatus
 
 __all__ = ["Figure", "csv_text", "data_notice", "empty_figure", "figure", "filter_dropdown",
-           "guarded", "headline_card", "messages", "stacked_figure", "table", "url_sync"]
+           "guarded", "guarded_layout", "headline_card", "messages", "stacked_figure", "table",
+           "url_sync"]
 
 log = logging.getLogger("spendwatch.dashboard")
 
@@ -67,6 +68,20 @@ def guarded(update: Callable[..., object], outputs: int) -> Callable[..., object
             return (messages([text], "danger"), *([no_update] * (outputs - 1)))
 
     return callback
+
+
+def guarded_layout(render: Callable[[object, dict[str, object]], html.Div], ctx: object,
+                   query: dict[str, object]) -> html.Div:
+    """A page layout that, when it cannot read what it needs (the database down),
+    says so on the page instead of failing the route."""
+    try:
+        return render(ctx, query)
+    except Exception as exc:
+        log.exception("dashboard page failed")
+        return html.Div(messages([f"Could not open this page: {type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. "
+                                  f"Check that the database is reachable (spendwatch db "
+                                  f"current), then reload."], "danger"))
 
 
 def messages(texts: Iterable[str], color: str = "warning") -> list[dbc.Alert]:

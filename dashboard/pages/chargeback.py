@@ -16,7 +16,7 @@ from dash import Dash, Input, Output, State, dcc, html
 
 from dashboard.allocation import UNALLOCATED, allocation
 from dashboard.app import AppContext, current_context
-from dashboard.components import csv_text, data_notice, guarded, messages, url_sync
+from dashboard.components import csv_text, data_notice, guarded, guarded_layout, messages, url_sync
 from dashboard.filters import parse_month
 from dashboard.formatting import format_count, format_money
 from dashboard.queries import data_status, months_with_data
@@ -27,7 +27,7 @@ PATH = "/chargeback"
 
 
 def layout(**query: object) -> html.Div:
-    return render_layout(current_context(), query)
+    return guarded_layout(render_layout, current_context(), query)
 
 
 def month_options(ctx: AppContext, chosen: dt.date) -> list[dict[str, str]]:

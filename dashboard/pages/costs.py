@@ -22,6 +22,7 @@ from dashboard.components import (
     figure,
     filter_dropdown,
     guarded,
+    guarded_layout,
     messages,
     stacked_figure,
     table,
@@ -54,7 +55,7 @@ CONTROLS: tuple[tuple[str, str, str], ...] = (
 
 
 def layout(**query: object) -> html.Div:
-    return render_layout(current_context(), query)
+    return guarded_layout(render_layout, current_context(), query)
 
 
 def _select(component_id: str, value: str, choices: Sequence[str]) -> dbc.Select:

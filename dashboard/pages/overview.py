@@ -18,6 +18,7 @@ from dashboard.components import (
     data_notice,
     empty_figure,
     guarded,
+    guarded_layout,
     headline_card,
     messages,
     stacked_figure,
@@ -45,7 +46,7 @@ TOP_N = 5
 
 def layout(**query: object) -> html.Div:
     """Dash pages calls this with the URL's query parameters."""
-    return render_layout(current_context(), query)
+    return guarded_layout(render_layout, current_context(), query)
 
 
 def render_layout(ctx: AppContext, query: dict[str, object]) -> html.Div:

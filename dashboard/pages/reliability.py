@@ -20,6 +20,7 @@ from dashboard.components import (
     figure,
     filter_dropdown,
     guarded,
+    guarded_layout,
     messages,
     stacked_figure,
     table,
@@ -46,7 +47,7 @@ CONTROLS: tuple[tuple[str, str, str], ...] = (
 
 
 def layout(**query: object) -> html.Div:
-    return render_layout(current_context(), query)
+    return guarded_layout(render_layout, current_context(), query)
 
 
 def _limit(raw: object) -> tuple[int, list[str]]:

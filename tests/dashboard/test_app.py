@@ -122,3 +122,25 @@ def test_a_failing_callback_shows_a_message_not_a_traceback(tmp_path):
     assert "Could not read the data" in shown and "rollup_daily" in shown
     assert "Traceback" not in response.get_data(as_text=True)
     engine.dispose()
+
+
+def test_a_page_that_cannot_read_its_data_says_so(tmp_path):
+    from sqlalchemy import text
+
+    from models.database import open_database
+
+    settings = _settings(tmp_path)
+    engine = open_database(settings.database_url)
+    app = create_app(settings, engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE rollup_monthly"))
+    outputs = [("_pages_content", "children"), ("_pages_store", "data")]
+    body = {"output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
+            "outputs": [{"id": i, "property": p} for i, p in outputs],
+            "inputs": [{"id": "_pages_location", "property": "pathname", "value": "/costs"},
+                       {"id": "_pages_location", "property": "search", "value": ""}],
+            "state": [], "changedPropIds": []}
+    response = app.server.test_client().post("/_dash-update-component", json=body)
+    assert response.status_code == 200
+    assert "Could not open this page" in response.get_data(as_text=True)
+    engine.dispose()
