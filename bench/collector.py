@@ -296,9 +296,9 @@ def bench_sink(n: int, repeats: int) -> None:
         sink_r, raw_r = [], []
         try:
             for _ in range(repeats):
-                with admin.begin() as c:
-                    c.execute(text(f"DROP TABLE IF EXISTS {schema}.usage_events"))
-                    c.execute(text(f"DROP TABLE IF EXISTS {schema}.alembic_version"))
+                with admin.begin() as c:  # a fresh schema: every table, every repeat
+                    c.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+                    c.execute(text(f"CREATE SCHEMA {schema}"))
                 sink_r.append(_sink_rate(url, _events(n), str(tmp / "spool")))
                 raw_r.append(_pg_raw(url, _events(n)))
         finally:
