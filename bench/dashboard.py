@@ -200,9 +200,14 @@ def measure(url: str, engine: Engine, rounds: int, label: str) -> dict[str, floa
         print(f"   dashboard process memory: {rss / 1024:.0f} MB resident, "
               f"peak {peak / 1024:.0f} MB")
         return figures
-    finally:
+    except Exception:
         proc.terminate()
-        proc.communicate(timeout=30)
+        print(proc.communicate(timeout=30)[1][-3000:], file=sys.stderr)  # the server's log
+        raise
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.communicate(timeout=30)
 
 
 def run(url: str, sizes: list[int], rounds: int, label: str) -> None:
