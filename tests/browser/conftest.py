@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+#: Debian's chromium; SPENDWATCH_CHROMIUM points elsewhere (another distribution's build).
+CHROMIUM = (os.environ.get("SPENDWATCH_CHROMIUM") or shutil.which("chromium")
+            or "/usr/bin/chromium")
 REQUIRE = os.environ.get("SPENDWATCH_REQUIRE_BROWSER") == "1"
 CHROMIUM_ARGS = [
     "--headless",
@@ -44,7 +46,6 @@ def _browser_missing() -> str | None:
     return None
 
 
-@pytest.fixture(autouse=True)
 def _need_browser() -> None:
     reason = _browser_missing()
     if reason is not None:
@@ -53,9 +54,17 @@ def _need_browser() -> None:
         pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def _browser_available() -> None:
+    _need_browser()
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
-    """pytest-playwright hook fixture: use Debian's chromium, never a downloaded one."""
+    """pytest-playwright hook fixture: use Debian's chromium, never a downloaded one.
+    (Session fixtures are set up before function ones: the check must happen here,
+    before pytest-playwright launches the browser.)"""
+    _need_browser()
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
 
 
