@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
+from html import escape as html_escape
 
 import dash_bootstrap_components as dbc
 import pandas as pd
@@ -149,14 +150,20 @@ def stacked_figure(frame: pd.DataFrame, *, x: str, key: str, y: str, title: str,
         xs, ys = series[name]
         if all(v is None for v in ys):
             continue
-        label = name if name != "" else "(none)"
+        # tag values are user data: plotly renders a subset of HTML in names
+        label = html_escape(name) if name != "" else "(none)"
         if kind == "area":
             traces.append({"type": "scatter", "x": xs, "y": ys, "name": label,
                            "stackgroup": "one", "mode": "lines"})
         else:
             traces.append({"type": "bar", "x": xs, "y": ys, "name": label})
+        if y_title == "USD":
+            traces[-1]["hovertemplate"] = f"{label}: $%{{y:,.4f}}<extra>%{{x}}</extra>"
+    yaxis: dict[str, object] = {"title": {"text": y_title}}
+    if y_title == "USD":
+        yaxis["tickprefix"] = "$"
     return figure(traces, {"title": {"text": title}, "barmode": "stack", "height": 380,
-                           "yaxis": {"title": {"text": y_title}}})
+                           "yaxis": yaxis})
 
 
 def _keys_by_total(frame: pd.DataFrame, key: str, y: str) -> list[str]:

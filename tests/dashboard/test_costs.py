@@ -160,3 +160,11 @@ def test_layout_reads_the_url(engine):
     assert "is not a date" in text_
     assert "start_date='2026-03-02'" in text_ and "value='team'" in text_
     assert "value=['gpt-4o', 'gpt-4o-mini']" in text_
+
+
+def test_tag_values_are_text_in_charts(engine):
+    record(engine, [event(day(2), team="<img src=x onerror=alert(1)>")])
+    ctx = make_context(engine, today=TODAY)
+    fig = costs.update(ctx, *controls(by="team"))[2]
+    assert [t["name"] for t in fig["data"]] == ["&lt;img src=x onerror=alert(1)&gt;"]
+    assert "$%{y:,.4f}" in fig["data"][0]["hovertemplate"]
