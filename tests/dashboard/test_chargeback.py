@@ -113,3 +113,11 @@ def test_empty_database_explains_how_to_start(engine):
     notes, _summary, table = chargeback.update(ctx, None)
     assert "spendwatch demo" in str(notes) and "collector.instrument" in str(notes)
     assert "No usage was recorded in March 2026" in str(table)
+
+
+def test_rollups_built_in_another_timezone_are_flagged(engine):
+    record(engine, march_events(), timezone="UTC")
+    ctx = make_context(engine, today=dt.date(2026, 3, 20), timezone="Europe/Paris")
+    notes, _summary, table = chargeback.update(ctx, "2026-03")
+    assert "built in timezone UTC" in str(notes) and "--rebuild" in str(notes)
+    assert "helpdesk-bot" in str(table)  # still shown, with the warning
