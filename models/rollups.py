@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import SimpleNamespace
@@ -33,22 +33,26 @@ from sqlalchemy import (
     Connection,
     Date,
     Engine,
-    Table,
     case,
     cast,
     delete,
     func,
     insert,
-    literal_column,
-    null,
     select,
 )
 from sqlalchemy.sql.elements import ColumnElement
 
+from models._rollup_sql import (
+    as_date,
+    bucket,
+    bulk_insert,
+    contiguous,
+    offset_segments,
+    split_days,
+)
 from models.costs import cost_of
 from models.database import begin_write
 from models.schema import (
-    LATENCY_EDGES_MS,
     MONTHLY_KEYS,
     ROLLUP_SUMS,
     USER_ROLLUP_SUMS,
@@ -147,11 +151,11 @@ class RollupEngine:
             closed = self._closed(conn)
             result.skipped_closed = [d for d in days if d.replace(day=1) in closed]
             days = [d for d in days if d.replace(day=1) not in closed]
-            ranges = _contiguous(days)
+            ranges = contiguous(days)
             total = len(days)
             done = 0
             for lo, hi in ranges:
-                for chunk_lo, chunk_hi in _split(lo, hi, _RANGE_DAYS):
+                for chunk_lo, chunk_hi in split_days(lo, hi, _RANGE_DAYS):
                     result.rows += self._rebuild_days(conn, chunk_lo, chunk_hi)
                     self._rebuild_user_days(conn, chunk_lo, chunk_hi)
                     done += (chunk_hi - chunk_lo).days + 1
@@ -187,7 +191,7 @@ class RollupEngine:
             query = query.where(usage_events.c.ingested_at > since)
         days: set[dt.date] = set()
         for (utc_date,) in conn.execute(query):
-            d = _as_date(utc_date)
+            d = as_date(utc_date)
             start = dt.datetime.combine(d, dt.time(0), UTC)
             days.add(local_day(start, self.tz))
             days.add(local_day(start + dt.timedelta(days=1) - dt.timedelta(microseconds=1),
@@ -204,7 +208,7 @@ class RollupEngine:
                     end: dt.datetime) -> ColumnElement[object]:
         if self.dialect == "postgresql":
             return cast(func.timezone(self.tz_name, ts), Date)
-        segments = _offset_segments(self.tz, start, end)
+        segments = offset_segments(self.tz, start, end)
         if len(segments) == 1 and segments[0][1] == 0:
             return func.substr(ts, 1, 10)
         whens = [(ts < seg_end, func.date(ts, f"{minutes:+d} minutes"))
@@ -235,7 +239,7 @@ class RollupEngine:
         ]
         n_keys = len(keys)
         extra = [e.error_kind, e.streamed, e.usage_reported,
-                 _bucket(e.latency_ms).label("lat_bucket")]
+                 bucket(e.latency_ms).label("lat_bucket")]
         sums = [func.count(), func.sum(case((e.attempts > 1, e.attempts - 1), else_=0)),
                 *(func.sum(e[name]) for name in _TOKEN_COLUMNS), func.sum(e.latency_ms)]
         group = [k.element for k in keys] + extra[:3] + [extra[3].element]
@@ -248,7 +252,7 @@ class RollupEngine:
             if row is None:
                 row = acc[key] = dict.fromkeys(ROLLUP_SUMS, 0)
                 row.update(zip(_KEY_NAMES, key, strict=True))
-            kind, streamed, reported, bucket = r[n_keys:n_keys + 4]
+            kind, streamed, reported, lat = r[n_keys:n_keys + 4]
             n, retries, *tokens, lat_sum = r[n_keys + 4:]
             row["requests"] += n
             row["retries"] += retries or 0
@@ -260,11 +264,11 @@ class RollupEngine:
                 row["usage_missing"] += n
             for name, value in zip(_TOKEN_COLUMNS, tokens, strict=True):
                 row[name] += value or 0
-            if bucket is not None:
-                row[f"lat_{int(bucket):02d}"] += n
+            if lat is not None:
+                row[f"lat_{int(lat):02d}"] += n
                 row["latency_count"] += n
                 row["latency_sum_ms"] += lat_sum or 0.0
-        ttft_bucket = _bucket(e.ttft_ms)
+        ttft_bucket = bucket(e.ttft_ms)
         ttft = (select(*keys, ttft_bucket, func.count(), func.sum(e.ttft_ms))
                 .where(e.ts >= start, e.ts < end, e.ttft_ms.is_not(None))
                 .group_by(*(k.element for k in keys), ttft_bucket))
@@ -272,14 +276,14 @@ class RollupEngine:
             row = acc.get(tuple(r[:n_keys]))
             if row is None:  # pragma: no cover - every TTFT event is also in the main query
                 continue
-            bucket, n, total = r[n_keys:]
-            row[f"ttft_{int(bucket):02d}"] += n
+            ttft_i, n, total = r[n_keys:]
+            row[f"ttft_{int(ttft_i):02d}"] += n
             row["ttft_count"] += n
             row["ttft_sum_ms"] += total or 0.0
         rows = [self._priced(row) for row in acc.values()]
         conn.execute(delete(rollup_daily).where(rollup_daily.c.day >= lo,
                                                 rollup_daily.c.day <= hi))
-        _bulk_insert(conn, rollup_daily, rows)
+        bulk_insert(conn, rollup_daily, rows)
         return len(rows)
 
     def _rebuild_user_days(self, conn: Connection, lo: dt.date, hi: dt.date) -> int:
@@ -325,12 +329,12 @@ class RollupEngine:
                     out[name] = (out[name] or Decimal(0)) + fine[name]  # type: ignore[operator]
         u = rollup_daily_user.c
         conn.execute(delete(rollup_daily_user).where(u.day >= lo, u.day <= hi))
-        _bulk_insert(conn, rollup_daily_user, list(acc.values()))
+        bulk_insert(conn, rollup_daily_user, list(acc.values()))
         return len(acc)
 
     def _priced(self, row: dict[str, object]) -> dict[str, object]:
-        row["day"] = _as_date(row["day"])
-        row["price_date"] = _as_date(row["price_date"])
+        row["day"] = as_date(row["day"])
+        row["price_date"] = as_date(row["price_date"])
         row["is_batch"] = bool(row["is_batch"])
         tokens = SimpleNamespace(**{k: int(row[k]) for k in (  # type: ignore[call-overload]
             "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
@@ -375,7 +379,7 @@ class RollupEngine:
                 if src[name] and out[name] != src[name]:
                     out[name] = src[name] if out[name] is None else "several (see daily rows)"
         conn.execute(delete(rollup_monthly).where(rollup_monthly.c.month == month))
-        _bulk_insert(conn, rollup_monthly, list(merged.values()))
+        bulk_insert(conn, rollup_monthly, list(merged.values()))
 
     # -- state -----------------------------------------------------------------------------
     @staticmethod
@@ -400,92 +404,8 @@ _ERROR_COLUMN = {"rate_limit": "errors_rate_limit", "client": "errors_client",
                  "other": "errors_other"}
 
 
-def _bulk_insert(conn: Connection, table: Table, rows: list[dict[str, object]]) -> None:
-    """Insert ``rows`` (dicts with the same keys) with one driver-level executemany:
-    SQLAlchemy's per-row parameter processing cost more than the insert itself. The
-    values are converted here as the column types would: on SQLite money as exact
-    decimal text (see ``models.types.Money``), dates as ISO text, booleans as 0/1."""
-    if not rows:
-        return
-    names = list(rows[0])
-    quote = conn.dialect.identifier_preparer.quote
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
-           f"VALUES ({', '.join([mark] * len(names))})")
-    if conn.dialect.name == "sqlite":
-        params = [tuple(_sqlite_value(row[n]) for n in names) for row in rows]
-    else:
-        params = [tuple(row[n] for n in names) for row in rows]
-    conn.exec_driver_sql(sql, params)
-
-
-def _sqlite_value(value: object) -> object:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
-
-
-def _bucket(col: ColumnElement[float]) -> ColumnElement[object]:
-    """The histogram bucket of a latency: 0 below the first edge, ... , the last bucket
-    at or above the last edge; NULL for NULL."""
-    # Constants inline (not bound parameters), so that the same CASE in the select
-    # list and in GROUP BY is one expression to PostgreSQL.
-    whens = [(col.is_(None), null())]
-    whens += [(col < literal_column(str(edge)), literal_column(str(i)))
-              for i, edge in enumerate(LATENCY_EDGES_MS)]
-    return case(*whens, else_=literal_column(str(len(LATENCY_EDGES_MS))))
-
-
 def _stored_closed_months(conn: Connection) -> set[dt.date]:
     """The months closed for chargeback (``spendwatch month close``)."""
     from models.months import closed_months
 
     return closed_months(conn)
-
-
-def _as_date(value: object) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value)[:10])
-
-
-def _contiguous(days: Sequence[dt.date]) -> list[tuple[dt.date, dt.date]]:
-    ranges: list[tuple[dt.date, dt.date]] = []
-    for d in sorted(days):
-        if ranges and (d - ranges[-1][1]).days == 1:
-            ranges[-1] = (ranges[-1][0], d)
-        else:
-            ranges.append((d, d))
-    return ranges
-
-
-def _split(lo: dt.date, hi: dt.date, size: int) -> Iterable[tuple[dt.date, dt.date]]:
-    while lo <= hi:
-        end = min(hi, lo + dt.timedelta(days=size - 1))
-        yield lo, end
-        lo = end + dt.timedelta(days=1)
-
-
-def _offset_segments(tz: ZoneInfo, start: dt.datetime,
-                     end: dt.datetime) -> list[tuple[dt.datetime, int]]:
-    """[(UTC instant where the segment ends, offset in minutes)] covering start..end:
-    the zone's UTC offset is constant within each segment (found by probing every 15
-    minutes, the finest step any zone's transitions use)."""
-    segments: list[tuple[dt.datetime, int]] = []
-    step = dt.timedelta(minutes=15)
-    t = start
-    current = int(start.astimezone(tz).utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
-    while t < end:
-        t += step
-        offset = int(min(t, end).astimezone(tz).utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
-        if offset != current:
-            segments.append((t, current))
-            current = offset
-    segments.append((end, current))
-    return segments

@@ -1,0 +1,101 @@
+"""SQL expressions and small date helpers of the rollups (``models.rollups``):
+histogram buckets, the driver-level bulk insert, contiguous day ranges and a
+timezone's UTC-offset segments."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Table, case, literal_column, null
+from sqlalchemy.sql.elements import ColumnElement
+
+from models.schema import LATENCY_EDGES_MS
+
+__all__ = ["as_date", "bucket", "bulk_insert", "contiguous", "offset_segments", "split_days"]
+
+
+def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, object]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) with one driver-level executemany:
+    SQLAlchemy's per-row parameter processing cost more than the insert itself. The
+    values are converted here as the column types would: on SQLite money as exact
+    decimal text (see ``models.types.Money``), dates as ISO text, booleans as 0/1."""
+    if not rows:
+        return
+    names = list(rows[0])
+    quote = conn.dialect.identifier_preparer.quote
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+           f"VALUES ({', '.join([mark] * len(names))})")
+    if conn.dialect.name == "sqlite":
+        params = [tuple(_sqlite_value(row[n]) for n in names) for row in rows]
+    else:
+        params = [tuple(row[n] for n in names) for row in rows]
+    conn.exec_driver_sql(sql, params)
+
+
+def _sqlite_value(value: object) -> object:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def bucket(col: ColumnElement[float]) -> ColumnElement[object]:
+    """The histogram bucket of a latency: 0 below the first edge, ... , the last bucket
+    at or above the last edge; NULL for NULL."""
+    # Constants inline (not bound parameters), so that the same CASE in the select
+    # list and in GROUP BY is one expression to PostgreSQL.
+    whens = [(col.is_(None), null())]
+    whens += [(col < literal_column(str(edge)), literal_column(str(i)))
+              for i, edge in enumerate(LATENCY_EDGES_MS)]
+    return case(*whens, else_=literal_column(str(len(LATENCY_EDGES_MS))))
+
+
+def as_date(value: object) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+def contiguous(days: Sequence[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    ranges: list[tuple[dt.date, dt.date]] = []
+    for d in sorted(days):
+        if ranges and (d - ranges[-1][1]).days == 1:
+            ranges[-1] = (ranges[-1][0], d)
+        else:
+            ranges.append((d, d))
+    return ranges
+
+
+def split_days(lo: dt.date, hi: dt.date, size: int) -> Iterable[tuple[dt.date, dt.date]]:
+    while lo <= hi:
+        end = min(hi, lo + dt.timedelta(days=size - 1))
+        yield lo, end
+        lo = end + dt.timedelta(days=1)
+
+
+def offset_segments(tz: ZoneInfo, start: dt.datetime,
+                     end: dt.datetime) -> list[tuple[dt.datetime, int]]:
+    """[(UTC instant where the segment ends, offset in minutes)] covering start..end:
+    the zone's UTC offset is constant within each segment (found by probing every 15
+    minutes, the finest step any zone's transitions use)."""
+    segments: list[tuple[dt.datetime, int]] = []
+    step = dt.timedelta(minutes=15)
+    t = start
+    current = int(start.astimezone(tz).utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
+    while t < end:
+        t += step
+        offset = int(min(t, end).astimezone(tz).utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
+        if offset != current:
+            segments.append((t, current))
+            current = offset
+    segments.append((end, current))
+    return segments
