@@ -5,6 +5,7 @@ retries, and the most recent failed requests."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from html import escape as html_escape
 
 import dash
 import dash_bootstrap_components as dbc
@@ -31,17 +32,23 @@ from dashboard.formatting import format_count, format_ms, format_percent
 from dashboard.queries import ERROR_CLASSES, data_status, dimension_values
 from dashboard.reliability import BY_CHOICES, by_key, over_time, recent_failures
 
-__all__ = ["CONTROLS", "LIMITS", "layout", "register", "render_layout", "update"]
+__all__ = ["CONTROLS", "ERROR_VIEWS", "LIMITS", "layout", "register", "render_layout",
+           "update"]
 
 PATH = "/reliability"
 LIMITS = (20, 50, 100, 200)
+#: The error-rate chart: one line per class over everything shown ("class"), or one
+#: line per model / endpoint for all errors or for one class.
+ERROR_VIEWS = {"class": "by class", "all": "all errors, per {by}",
+               "rate_limit": "429s, per {by}", "client": "other 4xx, per {by}",
+               "server": "5xx, per {by}", "network": "network, per {by}"}
 _FILTERS = ("model", "team", "project", "endpoint", "tier")
 _LABELS = {"model": "Model", "team": "Team", "project": "Project", "endpoint": "Endpoint",
            "tier": "Service tier"}
 CONTROLS: tuple[tuple[str, str, str], ...] = (
     ("start", "rel-dates", "start_date"), ("end", "rel-dates", "end_date"),
     ("granularity", "rel-granularity", "value"), ("by", "rel-by", "value"),
-    ("limit", "rel-limit", "value"),
+    ("limit", "rel-limit", "value"), ("errors", "rel-errors-view", "value"),
     *((p, f"rel-filter-{p}", "value") for p in _FILTERS),
 )
 
@@ -64,9 +71,19 @@ def _limit(raw: object) -> tuple[int, list[str]]:
     return value, []
 
 
+def _errors_view(raw: object) -> tuple[str, list[str]]:
+    values = as_list(raw)
+    if not values or values[-1] in ERROR_VIEWS:
+        return (values[-1] if values else "class"), []
+    return "class", [f"error view {values[-1][:30]!r} is not one of "
+                     f"{', '.join(ERROR_VIEWS)}; showing the rate by class."]
+
+
 def render_layout(ctx: AppContext, query: dict[str, object]) -> html.Div:
     view = parse_view(query, today=ctx.today(), default_days=14, by_choices=BY_CHOICES)
     limit, problems = _limit(query.get("limit"))
+    errors_view, more = _errors_view(query.get("errors"))
+    problems += more
     options = dimension_values(ctx.engine)
     filters = [filter_dropdown(f"rel-filter-{p}", _LABELS[p], view.filters.get(p, ()),
                                options.get(p, [])) for p in _FILTERS]
@@ -92,6 +109,10 @@ def render_layout(ctx: AppContext, query: dict[str, object]) -> html.Div:
                      "rel-granularity"),
             labelled("By", select("rel-by", view.by, BY_CHOICES), "rel-by"),
             labelled("Failed requests shown", select("rel-limit", limit, LIMITS), "rel-limit"),
+            labelled("Error rate", dbc.Select(
+                id="rel-errors-view", value=errors_view,
+                options=[{"label": label.format(by="model or endpoint"), "value": v}
+                         for v, label in ERROR_VIEWS.items()]), "rel-errors-view"),
         ], className="g-3 align-items-end mb-2"),
         dbc.Row(filters, className="g-2 mb-3"),
         html.Div(id="rel-summary", className="mb-2"),
@@ -109,7 +130,7 @@ def _view(ctx: AppContext, values: Sequence[object]) -> tuple[View, int, list[st
     query = {name: value for (name, _, _), value in zip(CONTROLS, values, strict=True)}
     view = parse_view(query, today=ctx.today(), default_days=14, by_choices=BY_CHOICES)
     limit, problems = _limit(query.get("limit"))
-    problems = [*view.problems, *problems]
+    problems = [*view.problems, *problems, *_errors_view(query.get("errors"))[1]]
     known = dimension_values(ctx.engine)
     kept: dict[str, tuple[str, ...]] = {}
     for p, chosen in view.filters.items():
@@ -136,6 +157,22 @@ def _lines(frame: pd.DataFrame, columns: dict[str, str], title: str, y_title: st
     if percent:
         yaxis["tickformat"] = ".1%"
     return figure(traces, {"title": {"text": title}, "height": 340, "yaxis": yaxis,
+                           "legend": {"orientation": "h", "y": -0.25}})
+
+
+def _key_lines(keyed: pd.DataFrame, column: str, title: str) -> Figure:
+    """One line per model (or endpoint): ``column`` (a rate) over time."""
+    series: dict[str, tuple[list[str], list[float | None]]] = {}
+    for key, label, value in zip(keyed["key"], keyed["label"], keyed[column], strict=True):
+        xs, ys = series.setdefault(key, ([], []))
+        xs.append(label)
+        ys.append(None if pd.isna(value) else float(value))
+    traces: list[dict[str, object]] = [
+        {"type": "scatter", "x": xs, "y": ys, "name": html_escape(key) or "(none)",
+         "mode": "lines+markers"} for key, (xs, ys) in sorted(series.items())]
+    return figure(traces, {"title": {"text": title}, "height": 340,
+                           "yaxis": {"title": {"text": "share of requests"},
+                                     "tickformat": ".1%"},
                            "legend": {"orientation": "h", "y": -0.25}})
 
 
@@ -186,8 +223,15 @@ def update(ctx: AppContext, *values: object) -> tuple[object, ...]:
     volume = stacked_figure(keyed, x="label", key="key", y="requests",
                             title=f"Requests per {view.granularity} by {view.by}",
                             y_title="requests")
-    errors = _lines(overall, {f"rate_{c}": label for c, label in ERROR_CLASSES.items()},
-                    "Error rate by class", "share of requests", view.granularity, percent=True)
+    errors_view, _ = _errors_view(values[[n for n, _, _ in CONTROLS].index("errors")])
+    if errors_view == "class":
+        errors = _lines(overall, {f"rate_{c}": label for c, label in ERROR_CLASSES.items()},
+                        "Error rate by class", "share of requests", view.granularity,
+                        percent=True)
+    else:
+        errors = _key_lines(keyed, "error_rate" if errors_view == "all"
+                            else f"rate_errors_{errors_view}",
+                            f"Error rate ({ERROR_VIEWS[errors_view].format(by=view.by)})")
     latency = _lines(overall, {"latency_p50": "latency p50", "latency_p95": "latency p95",
                                "latency_p99": "latency p99", "ttft_p50": "TTFT p50",
                                "ttft_p95": "TTFT p95"}, "Latency and time to first token",

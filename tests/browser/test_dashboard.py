@@ -175,3 +175,21 @@ def test_empty_database_explains_how_to_start(page: Page, empty_dash_url):
     page.goto(empty_dash_url + "/")
     expect(page.locator(".empty-state").first).to_contain_text("spendwatch demo")
     assert errors == []
+
+
+def test_reliability_error_rate_per_model(page: Page, dash_url):
+    errors = watch(page)
+    page.goto(dash_url + "/reliability")
+    wait_for_plot(page, "#rel-errors")
+    by_class = {t["name"] for t in plot_data(page, "#rel-errors")}
+    assert by_class <= {"429 rate limit", "other 4xx", "5xx", "network"}
+    page.select_option("#rel-errors-view", "rate_limit")
+    page.wait_for_function("""() => {
+        const el = document.querySelector('#rel-errors .js-plotly-plot');
+        return el && el.data && el.data.some(t => t.name === 'gpt-4o');
+    }""")
+    assert {t["name"] for t in plot_data(page, "#rel-errors")} == {
+        "gpt-4o", "gpt-4o-mini", "mystery-ft"}
+    assert "errors=rate_limit" in page.url
+    expect(page.locator("#rel-failures-rows")).to_be_visible()
+    assert errors == []

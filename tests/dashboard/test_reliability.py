@@ -115,12 +115,20 @@ def test_callback(engine):
     p95 = next(t for t in latency["data"] if t["name"] == "latency p95")
     assert list(p95["y"]) == [pytest.approx(147.5), pytest.approx(7850.0)]  # 5000 + 3000 x 1.9/2
     assert "10.00 %" in str(table) and "6.50 s" in str(table)
+    per_model = page.update(ctx, *controls(errors="rate_limit"))[3]
+    lines = {t["name"]: t["y"] for t in per_model["data"]}
+    assert lines["gpt-4o"] == [pytest.approx(0.1)]  # 1 of 10 on 2 March
+    assert lines["gpt-4o-mini"] == [0.0]
+    everything = page.update(ctx, *controls(errors="all", by="endpoint"))[3]
+    assert {t["name"]: t["y"] for t in everything["data"]}["chat.completions"] == [
+        pytest.approx(0.4)]
     by_endpoint = page.update(ctx, *controls(by="endpoint"))[2]
     assert {t["name"] for t in by_endpoint["data"]} == {"chat.completions", "responses"}
 
 
 @pytest.mark.parametrize(("query", "message"), [
     ({"limit": "1e9"}, "limit"),
+    ({"errors": "teapot"}, "error view"),
     ({"by": "team"}, "cannot group by"),
     ({"end": "2026-02-30"}, "is not a date"),
     ({"endpoint": ["x\"; DELETE FROM usage_events; --"]}, "no usage is recorded for endpoint"),
