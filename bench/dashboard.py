@@ -100,7 +100,8 @@ def page_requests(today: dt.date) -> dict[str, list[tuple[str, bytes]]]:
         "overview": [route("/"), ("data", _body(
             [("overview-messages", "children"), ("overview-headlines", "children"),
              ("overview-trend", "figure"), ("overview-top", "children")],
-            [("overview-by", "value", "model")]))],
+            [("overview-by", "value", "model"),
+             ("overview-refresh", "n_intervals", None)]))],
         "costs": [route("/costs"), ("data", _body(
             [("costs-messages", "children"), ("costs-summary", "children"),
              ("costs-graph", "figure"), ("costs-tokens", "figure"),

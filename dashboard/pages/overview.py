@@ -42,6 +42,8 @@ PATH = "/"
 BY_CHOICES = ("model", "team", "project")
 TREND_DAYS = 30
 TOP_N = 5
+#: The overview reloads its figures this often (the scheduler's default rollup interval).
+REFRESH_SECONDS = 300
 
 
 def layout(**query: object) -> html.Div:
@@ -57,6 +59,7 @@ def render_layout(ctx: AppContext, query: dict[str, object]) -> html.Div:
     by = raw if raw in BY_CHOICES else "model"
     return html.Div([
         dcc.Store(id="overview-url"),
+        dcc.Interval(id="overview-refresh", interval=REFRESH_SECONDS * 1000),
         html.H3("Overview", className="mb-1"),
         html.Div(f"as of {ctx.today():%A %d %B %Y} ({ctx.settings.timezone})",
                  className="text-muted mb-3", id="overview-asof"),
@@ -172,6 +175,6 @@ def register(app: Dash, ctx: AppContext) -> None:
         Output("overview-headlines", "children"),
         Output("overview-trend", "figure"),
         Output("overview-top", "children"),
-        Input("overview-by", "value"),
-    )(guarded(lambda by: update(ctx, by), 4))
+        Input("overview-by", "value"), Input("overview-refresh", "n_intervals"),
+    )(guarded(lambda by, _ticks: update(ctx, by), 4))
     url_sync(app, "overview-url", [("by", "overview-by", "value")])

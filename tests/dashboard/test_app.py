@@ -114,7 +114,8 @@ def test_a_failing_callback_shows_a_message_not_a_traceback(tmp_path):
                ("overview-trend", "figure"), ("overview-top", "children")]
     body = {"output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
             "outputs": [{"id": i, "property": p} for i, p in outputs],
-            "inputs": [{"id": "overview-by", "property": "value", "value": "model"}],
+            "inputs": [{"id": "overview-by", "property": "value", "value": "model"},
+                       {"id": "overview-refresh", "property": "n_intervals", "value": None}],
             "state": [], "changedPropIds": []}
     response = app.server.test_client().post("/_dash-update-component", json=body)
     assert response.status_code == 200
