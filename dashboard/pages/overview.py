@@ -97,8 +97,8 @@ def _headline_cards(h: Headlines, budget: dbc.Col) -> list[dbc.Col]:
     return [
         headline_card("Spend today", format_money(h.day.cost,
                                                   unpriced_tokens=h.day.unpriced_tokens),
-                      format_change(h.day.cost, h.yesterday.cost), "vs yesterday",
-                      "kpi-today"),
+                      format_change(h.day.cost, h.yesterday.cost),
+                      "vs all of yesterday (today is not over)", "kpi-today"),
         headline_card("Month to date", format_money(mtd.cost,
                                                     unpriced_tokens=mtd.unpriced_tokens),
                       format_change(mtd.cost, prev.cost), "vs same days last month",
