@@ -143,8 +143,10 @@ def _totals_table(result: Breakdown) -> pd.DataFrame:
         "Output tokens": [format_count(v) for v in t["output_tokens"]],
         "Cost": [format_money(c, unpriced_tokens=u)
                  for c, u in zip(t["cost"], t["unpriced_tokens"], strict=True)],
-        "Per 1k requests": [format_money(c) if c is not None else "n/a"
-                            for c in t["cost_per_1k_requests"]],
+        # with unpriced usage the priced cost is spread over every request: a floor
+        "Per 1k requests": [format_money(c, unpriced_tokens=u) if c is not None else "n/a"
+                            for c, u in zip(t["cost_per_1k_requests"], t["unpriced_tokens"],
+                                            strict=True)],
     })
 
 
@@ -185,8 +187,8 @@ def update(ctx: AppContext, *values: object) -> tuple[list[object], list[object]
         html.Span(["Total ", html.Strong(format_money(total, unpriced_tokens=unpriced),
                                          id="costs-total"),
                    f" for {format_count(requests)} requests ("]),
-        html.Strong(format_money(total * 1000 / requests) if total is not None and requests
-                    else "n/a", id="costs-per-1k"),
+        html.Strong(format_money(total * 1000 / requests, unpriced_tokens=unpriced)
+                    if total is not None and requests else "n/a", id="costs-per-1k"),
         " per 1,000 requests). Prompt caching saved ",
         html.Strong(format_money(result.savings) if result.savings is not None else "$0.00",
                     id="costs-savings"), ".",

@@ -128,7 +128,10 @@ def test_callback_and_csv(engine):
     area = costs.update(ctx, *controls(chart="area"))[2]
     assert {t["type"] for t in area["data"]} == {"scatter"}
     assert all(t["stackgroup"] == "one" for t in area["data"])
-    changed = costs.update(ctx, *controls(by="team"))[2]
+    by_team = costs.update(ctx, *controls(by="team"))
+    # search: 0.0065 over 3 requests, one of them unpriced: $2.17 per 1k is a floor
+    assert "$2.17 + unpriced" in str(by_team[4])
+    changed = by_team[2]
     assert {t["name"] for t in changed["data"]} == {"search", "support"}
 
 
