@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from alerts.reconciliation_drift import DRIFT_DEFAULTS, DRIFT_KIND, drift_params
 from spendwatch.errors import BudgetFileError
 
 __all__ = ["DEFAULT_THRESHOLDS", "MODES", "PERIODS", "RULE_KINDS", "SCOPE_KEYS", "BudgetFile",
@@ -35,6 +36,7 @@ RULE_KINDS: dict[str, dict[str, object]] = {
                     "window_minutes": 15},
     "spend_spike": {"by": "team", "factor": 3, "weeks": 4, "min_spend": "1"},
     "unpriced": {},
+    DRIFT_KIND: DRIFT_DEFAULTS,
 }
 _BY = ("model", "project", "team")
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
@@ -355,13 +357,16 @@ class _Validator:
         defaults = RULE_KINDS[str(kind)]
         params: dict[str, object] = dict(defaults)
         for key, value in entry.items():
-            if key in _RULE_COMMON:
+            if key in _RULE_COMMON or kind == DRIFT_KIND:
                 continue
             if key not in defaults:
                 self.add(self.line_of(key), f"unknown key {key!r} in {kind} rule {name!r}",
                          f"a {kind} rule takes {', '.join(defaults) or 'no settings'}")
                 continue
             params[key] = self._param(key, value, defaults[key], name)
+        if kind == DRIFT_KIND:
+            params = drift_params({k: x for k, x in entry.items() if k not in _RULE_COMMON},
+                                  name, self.add, self.line_of)
         recipients, webhooks = self.channels(entry, (d_recipients, d_webhooks))
         if len(self.problems) > before:
             return None

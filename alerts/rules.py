@@ -9,6 +9,8 @@
   hour of the previous ``weeks`` weeks (the events of those hours, priced here, as
   rollups are daily); ``unpriced`` names models whose tokens could not be costed
   today or yesterday. Both fire once per period (hour, month).
+* ``reconciliation_drift`` (:mod:`alerts.reconciliation_drift`) compares OpenAI's
+  stored bill with the estimate; once per month and scope.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlalchemy import Connection, func, select
 
 from alerts.budget_file import RuleSpec
 from alerts.budgets import BudgetStatus, period_of
+from alerts.reconciliation_drift import DRIFT_KIND, drift_conditions
 from alerts.state import Condition
 from models.schema import rollup_daily, usage_events
 from spendwatch.settings import Settings
@@ -305,4 +308,4 @@ def _unpriced(conn: Connection, rule: RuleSpec, statuses: Sequence[BudgetStatus]
 
 
 _KINDS = {"forecast": _forecast, "error_rate": _error_rate, "latency_p95": _latency,
-          "spend_spike": _spend_spike, "unpriced": _unpriced}
+          "spend_spike": _spend_spike, "unpriced": _unpriced, DRIFT_KIND: drift_conditions}
