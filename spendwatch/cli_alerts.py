@@ -34,7 +34,8 @@ A budget file is TOML: [[budget]] tables, optional [[rule]] tables and [defaults
   [[rule]]
   name = "429 storm"
   kind = "error_rate"                  # forecast | error_rate | latency_p95 |
-                                       # spend_spike | unpriced
+                                       # spend_spike | unpriced |
+                                       # reconciliation_drift (see the README)
   classes = ["rate_limit"]             # rate_limit, client, server, network
   threshold = 10                       # percent of requests in the window
   min_requests = 20

@@ -192,7 +192,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("openai_projects", "", "OpenAI project ids mapped to our project names for "
             "reconciliation, e.g. proj_abc123=ranker,proj_def456=search."),
     Setting("reconcile_drift_threshold", "5", "Percent by which a month's billed cost may "
-            "differ from the estimate before `spendwatch reconcile` flags the drift.",
+            "differ from the estimate before `spendwatch reconcile` flags the drift (and "
+            "the default threshold of reconciliation_drift alert rules).",
             _positive_float),
     Setting("month_close_after_days", "0", "The scheduler closes the previous month "
             "automatically once this many days of the new month have passed (0: never; "
