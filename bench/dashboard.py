@@ -4,7 +4,8 @@ rolls them up, starts ``spendwatch serve`` in its own process and prints, in one
 run, for each size:
 
 * the median time of every page's callbacks over HTTP (what the browser waits for:
-  routing the page, then its data callbacks), target <= 150 ms;
+  routing the page, then its data callbacks; the slowest when a page has several),
+  target <= 150 ms;
 * the median full page load over HTTP (index, layout, dependencies, the routing
   callback, then the page's callbacks; JavaScript bundles excluded: a browser caches
   them after the first visit), target <= 1 s;
@@ -73,8 +74,9 @@ def _body(outputs: list[tuple[str, str]], inputs: list[tuple[str, str, object]],
           state: list[tuple[str, str, object]] = ()) -> bytes:
     output = (f"{outputs[0][0]}.{outputs[0][1]}" if len(outputs) == 1 else
               ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..")
-    return json.dumps({
-        "output": output, "outputs": [{"id": i, "property": p} for i, p in outputs],
+    specs = [{"id": i, "property": p} for i, p in outputs]
+    return json.dumps({  # as the renderer sends it: one output is a dict, not a list
+        "output": output, "outputs": specs[0] if len(specs) == 1 else specs,
         "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
         "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
         "changedPropIds": [],
@@ -118,7 +120,9 @@ def page_requests(today: dt.date) -> dict[str, list[tuple[str, bytes]]]:
         "chargeback": [route("/chargeback"), ("data", _body(
             [("chargeback-messages", "children"), ("chargeback-summary", "children"),
              ("chargeback-table", "children")],
-            [("chargeback-month", "value", f"{month:%Y-%m}")]))],
+            [("chargeback-month", "value", f"{month:%Y-%m}")])),
+            ("data", _body([("chargeback-extra", "children")],
+                           [("chargeback-month", "value", f"{month:%Y-%m}")]))],
     }
 
 
@@ -192,10 +196,15 @@ def measure(url: str, engine: Engine, rounds: int, label: str) -> dict[str, floa
                     _post(base, body)
 
             page = statistics.median(_timed(full) for _ in range(rounds))
-            figures[f"{name}.route"], figures[f"{name}.data"] = medians
+            # a page with several data callbacks: the slowest (the browser runs them
+            # in parallel), each printed
+            slowest = max(medians[1:])
+            figures[f"{name}.route"], figures[f"{name}.data"] = medians[0], slowest
             figures[f"{name}.page"] = page
-            print(f"   {name:<12} {medians[0] * 1000:7.1f} ms {medians[1] * 1000:11.1f} ms "
-                  f"{page * 1000:7.1f} ms")
+            each = (" (" + " + ".join(f"{m * 1000:.1f}" for m in medians[1:]) + ")"
+                    if len(medians) > 2 else "")
+            print(f"   {name:<12} {medians[0] * 1000:7.1f} ms {slowest * 1000:11.1f} ms "
+                  f"{page * 1000:7.1f} ms{each}")
         rss, peak = _rss_kb(proc.pid)
         figures["rss_mb"], figures["peak_mb"] = rss / 1024, peak / 1024
         print(f"   dashboard process memory: {rss / 1024:.0f} MB resident, "
