@@ -54,7 +54,9 @@ def data_notice(status: DataStatus, timezone: str) -> list[dbc.Alert]:
 def guarded(update: Callable[..., object], outputs: int) -> Callable[..., object]:
     """A callback that turns an unexpected failure (the database unreachable, say)
     into a message in its first output, never a stack trace in the browser; the
-    other outputs keep what they showed. ``outputs`` 0: a single output (downloads)."""
+    other outputs keep what they showed. ``outputs`` 0: a single output that cannot
+    show a message (a download) keeps its value; 1: a single output that shows the
+    message itself."""
 
     def callback(*values: object) -> object:
         try:
@@ -66,6 +68,8 @@ def guarded(update: Callable[..., object], outputs: int) -> Callable[..., object
                     f"database is reachable (spendwatch db current), then reload the page.")
             if outputs == 0:
                 return no_update
+            if outputs == 1:
+                return messages([text], "danger")
             return (messages([text], "danger"), *([no_update] * (outputs - 1)))
 
     return callback

@@ -282,7 +282,7 @@ def register(app: Dash, ctx: AppContext) -> None:
     app.callback(
         Output("chargeback-extra", "children"),
         Input("chargeback-month", "value"),
-    )(guarded(lambda month: extras(ctx, month), 0))
+    )(guarded(lambda month: extras(ctx, month), 1))
     app.callback(
         Output("chargeback-download-xlsx", "data"),
         Input("chargeback-xlsx-button", "n_clicks"),

@@ -125,6 +125,30 @@ def test_a_failing_callback_shows_a_message_not_a_traceback(tmp_path):
     engine.dispose()
 
 
+def test_a_failing_single_output_callback_shows_its_message(tmp_path):
+    """The chargeback page's status/reconciliation panel has one output: a failure is
+    shown in it (it used to be swallowed, leaving the panel blank)."""
+    from sqlalchemy import text
+
+    from models.database import open_database
+
+    settings = _settings(tmp_path)
+    engine = open_database(settings.database_url)
+    app = create_app(settings, engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE rollup_daily"))
+    body = {"output": "chargeback-extra.children",
+            "outputs": {"id": "chargeback-extra", "property": "children"},
+            "inputs": [{"id": "chargeback-month", "property": "value", "value": "2026-10"}],
+            "state": [], "changedPropIds": ["chargeback-month.value"]}
+    response = app.server.test_client().post("/_dash-update-component", json=body)
+    assert response.status_code == 200
+    shown = json.dumps(response.get_json()["response"]["chargeback-extra"])
+    assert "Could not read the data" in shown
+    assert "Traceback" not in response.get_data(as_text=True)
+    engine.dispose()
+
+
 def test_a_page_that_cannot_read_its_data_says_so(tmp_path):
     from sqlalchemy import text
 
