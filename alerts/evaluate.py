@@ -39,8 +39,8 @@ from models.schema import alert_rules
 from spendwatch.errors import AlertDeliveryError
 from spendwatch.settings import Settings, load_settings
 
-__all__ = ["EvaluationResult", "deliver_pending", "evaluate_alerts", "read_rules",
-           "use_settings"]
+__all__ = ["EvaluationResult", "current_settings", "deliver_pending", "evaluate_alerts",
+           "read_rules", "use_settings"]
 
 log = logging.getLogger("spendwatch.alerts")
 UTC = dt.UTC
@@ -155,9 +155,15 @@ def use_settings(settings: Settings) -> None:
     _settings[:] = [settings]
 
 
+def current_settings() -> Settings:
+    """The settings the scheduler runs with (see :func:`use_settings`), else those of
+    the environment and config file."""
+    return _settings[0] if _settings else load_settings()
+
+
 @after_rollup
 def evaluate_after_rollup(engine: Engine, result: RollupResult) -> None:
-    outcome = evaluate_alerts(engine, _settings[0] if _settings else load_settings())
+    outcome = evaluate_alerts(engine, current_settings())
     if outcome.triggered or outcome.resolved or outcome.sent or outcome.failed:
         log.info("alerts: %d triggered, %d resolved, %d sent, %d failed",
                  len(outcome.triggered), len(outcome.resolved), len(outcome.sent),

@@ -1,7 +1,8 @@
 """``spendwatch scheduler``: APScheduler 3.x jobs over one database.
 
 * every ``rollup_interval`` seconds: the incremental rollup, then the after-rollup
-  hooks (alert evaluation);
+  hooks (alert evaluation; chargeback corrections, the daily reconciliation and
+  the automatic month close);
 * every night at 00:30 in the reporting timezone: yesterday re-aggregated in full
   from raw events (a consistency check that also absorbs anything the watermark
   could have missed);
@@ -21,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
+from alerts import chargeback_jobs  # noqa: F401  (registers its after-rollup hook)
 from alerts.evaluate import use_settings
 from alerts.hooks import run_after_rollup
 from models.leases import Lease

@@ -143,7 +143,7 @@ def test_allocation_of_a_closed_month_is_frozen(golden, tmp_path):  # type: igno
 
 
 def test_scheduler_hook_posts_corrections(golden, database, monkeypatch):  # type: ignore[no-untyped-def]
-    from spendwatch.cli_chargeback import chargeback_after_rollup
+    from alerts.chargeback_jobs import chargeback_after_rollup
 
     monkeypatch.delenv("SPENDWATCH_OPENAI_ADMIN_KEY", raising=False)
     close_month(golden, MARCH, by="f", today=TODAY)
@@ -165,7 +165,7 @@ def test_rebuild_keeps_closed_months(golden):  # type: ignore[no-untyped-def]
 def test_scheduler_closes_last_month_when_configured(golden, database):  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
-    from spendwatch.cli_chargeback import auto_close
+    from alerts.chargeback_jobs import auto_close
     from spendwatch.settings import load_settings
 
     settings = replace(load_settings({"database_url": database.url}, env={}),
@@ -179,3 +179,14 @@ def test_scheduler_closes_last_month_when_configured(golden, database):  # type:
     assert auto_close(golden, settings, today=dt.date(2026, 4, 8)) is None  # reopened by hand
     [status] = [s for s in month_statuses(golden) if s.month == MARCH]
     assert not status.closed and status.log[0][2] == "scheduler (month_close_after_days)"
+
+
+def test_every_scheduler_runs_the_chargeback_jobs():  # type: ignore[no-untyped-def]
+    """Registered by importing the scheduler, not by building the command line: a
+    SpendScheduler made in code posts corrections and reconciles too."""
+    import alerts.scheduler  # noqa: F401
+    from alerts.chargeback_jobs import chargeback_after_rollup
+    from alerts.evaluate import evaluate_after_rollup
+    from alerts.hooks import _hooks
+
+    assert chargeback_after_rollup in _hooks and evaluate_after_rollup in _hooks

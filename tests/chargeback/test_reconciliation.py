@@ -10,10 +10,10 @@ from decimal import Decimal as D
 import pytest
 from sqlalchemy import select
 
+from alerts.chargeback_jobs import daily_reconciliation
 from models.reconciliation import fetch_billed_costs, month_drift, reconciliation
 from models.schema import billed_costs, reconcile_runs
 from spendwatch.cli import main
-from spendwatch.cli_chargeback import daily_reconciliation
 from spendwatch.errors import ReconciliationError
 from spendwatch.settings import load_settings
 
