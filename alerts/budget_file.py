@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from alerts.reconciliation_drift import DRIFT_DEFAULTS, DRIFT_KIND, drift_params
+from models.toml_files import FileProblem, key_line, refused
 from spendwatch.errors import BudgetFileError
 
 __all__ = ["DEFAULT_THRESHOLDS", "MODES", "PERIODS", "RULE_KINDS", "SCOPE_KEYS", "BudgetFile",
@@ -108,17 +109,6 @@ class BudgetFile:
     source: str
 
 
-@dataclass(frozen=True)
-class _Problem:
-    file: str
-    line: int
-    problem: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.problem}; {self.fix}"
-
-
 def load_budget_file(path: str | Path) -> BudgetFile:
     """Read and validate a budget file; :class:`BudgetFileError` lists every problem."""
     name = str(path)
@@ -139,7 +129,7 @@ def parse_budget_file(text: str, file: str = "budgets.toml") -> BudgetFile:
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"at line (\d+)", str(exc))
         line = int(found.group(1)) if found else 1
-        raise _refused(file, [_Problem(file, line, f"not valid TOML: {exc}",
+        raise refused(BudgetFileError, file, [FileProblem(file, line, f"not valid TOML: {exc}",
                                        'fix the syntax (text needs quotes: period = "monthly")'
                                        )]) from None
     lines = text.splitlines()
@@ -179,7 +169,7 @@ def parse_budget_file(text: str, file: str = "budgets.toml") -> BudgetFile:
                     v.add(rule.line, f"rule {rule.name!r} names budget {name!r}, which the file "
                           f"does not define", f"use one of: {', '.join(sorted(known)) or '-'}")
     if v.problems:
-        raise _refused(file, v.problems)
+        raise refused(BudgetFileError, file, v.problems)
     return BudgetFile([b for b in budgets if b is not None], [r for r in rules if r is not None],
                       file)
 
@@ -188,18 +178,14 @@ class _Validator:
     def __init__(self, file: str, lines: Sequence[str]) -> None:
         self.file = file
         self.lines = lines
-        self.problems: list[_Problem] = []
+        self.problems: list[FileProblem] = []
         self.start, self.end = 0, len(lines)
 
     def add(self, line: int, problem: str, fix: str) -> None:
-        self.problems.append(_Problem(self.file, line, problem, fix))
+        self.problems.append(FileProblem(self.file, line, problem, fix))
 
     def line_of(self, key: str) -> int:
-        pattern = re.compile(rf"""^\s*(\[+\s*)?(["']?){re.escape(key)}\2\s*[=\].]""")
-        for i in range(self.start, min(self.end, len(self.lines))):
-            if pattern.match(self.lines[i]):
-                return i + 1
-        return self.start + 1
+        return key_line(self.lines, key, self.start, self.end, self.start + 1)
 
     def entries(self, data: dict[str, object], table: str) -> list[tuple[dict[str, object], int,
                                                                          int]]:
@@ -403,12 +389,3 @@ class _Validator:
                      "give a percentage from 1 to 100")
         return str(number) if isinstance(default, str) else (
             int(number) if number == number.to_integral_value() else str(number))
-
-
-def _refused(file: str, problems: list[_Problem]) -> BudgetFileError:
-    problems = sorted(problems, key=lambda p: p.line)
-    n = len(problems)
-    error = BudgetFileError(f"{file}: refused, nothing was applied ({n} problem"
-                            f"{'s' if n != 1 else ''}):\n" + "\n".join(map(str, problems)))
-    error.problems = problems  # type: ignore[attr-defined]
-    return error

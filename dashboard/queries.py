@@ -32,7 +32,7 @@ from models.schema import (
     rollup_state,
     usage_events,
 )
-from models.types import Money
+from models.types import Money, as_date
 
 __all__ = ["COUNTS", "ERROR_CLASSES", "MONEY", "USER_COUNTS", "DataStatus", "add_money",
            "aggregate", "data_status", "dimension_values", "fold_periods", "has_user_rollup",
@@ -137,7 +137,7 @@ def aggregate(engine: Engine, *, keys: Sequence[str], start: dt.date, end: dt.da
         frame[m] = frame[m].astype(object)
     for when_key in ("day", "month", "price_date"):
         if when_key in keys:
-            frame[when_key] = [_as_date(d) for d in frame[when_key]]
+            frame[when_key] = [as_date(d) for d in frame[when_key]]
     if "is_batch" in keys:
         frame["is_batch"] = frame["is_batch"].astype(bool)
     return frame
@@ -221,8 +221,8 @@ def data_status(engine: Engine) -> DataStatus:
         tz = conn.execute(select(rollup_state.c.value).where(
             rollup_state.c.name == "timezone")).scalar()
     return DataStatus(has_events=bool(has_events), has_rollups=first is not None,
-                      first_day=_as_date(first) if first is not None else None,
-                      last_day=_as_date(last) if last is not None else None,
+                      first_day=as_date(first) if first is not None else None,
+                      last_day=as_date(last) if last is not None else None,
                       rollup_timezone=tz)
 
 
@@ -250,15 +250,8 @@ def months_with_data(engine: Engine) -> list[dt.date]:
     """First days of the months the monthly rollup has rows for, newest first."""
     m = rollup_monthly.c.month
     with reading(engine) as conn:
-        return [_as_date(v) for (v,) in conn.execute(select(m).distinct().order_by(m.desc()))]
+        return [as_date(v) for (v,) in conn.execute(select(m).distinct().order_by(m.desc()))]
 
-
-def _as_date(value: object) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value)[:10])
 
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from models.schema import LATENCY_EDGES_MS
 
-__all__ = ["as_date", "bucket", "bulk_insert", "contiguous", "offset_segments", "split_days"]
+__all__ = ["bucket", "bulk_insert", "contiguous", "offset_segments", "split_days"]
 
 
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, object]]) -> None:
@@ -56,13 +56,6 @@ def bucket(col: ColumnElement[float]) -> ColumnElement[object]:
               for i, edge in enumerate(LATENCY_EDGES_MS)]
     return case(*whens, else_=literal_column(str(len(LATENCY_EDGES_MS))))
 
-
-def as_date(value: object) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value)[:10])
 
 
 def contiguous(days: Sequence[dt.date]) -> list[tuple[dt.date, dt.date]]:

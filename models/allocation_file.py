@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from models.toml_files import key_line
 from spendwatch.errors import AllocationFileError
 
 __all__ = ["METHODS", "UNALLOCATED", "AllocationConfig", "CostCentre", "SharedCostRule",
@@ -159,14 +160,14 @@ def parse_allocation_file(text: str, file: str = "allocation.toml", *,
     problems: list[tuple[int, str, str]] = []
     for key in data:
         if key not in ("cost_centre", "rule"):
-            problems.append((_line_of(lines, key, 0, len(lines)), f"unknown table {key!r}",
+            problems.append((key_line(lines, key, 0, len(lines)), f"unknown table {key!r}",
                              "use [[cost_centre]] and [[rule]] tables only"))
     centres: list[CostCentre] = []
     rules: list[SharedCostRule] = []
     for kind, parse in (("cost_centre", _cost_centre), ("rule", _rule)):
         entries = data.get(kind, [])
         if not isinstance(entries, list):
-            problems.append((_line_of(lines, kind, 0, len(lines)), f"{kind!r} is not a list",
+            problems.append((key_line(lines, kind, 0, len(lines)), f"{kind!r} is not a list",
                              f"start each with [[{kind}]] (double brackets)"))
             continue
         headers = [i + 1 for i, t in enumerate(lines)
@@ -177,7 +178,7 @@ def parse_allocation_file(text: str, file: str = "allocation.toml", *,
                         if re.match(r"^\s*\[\[", lines[i])), len(lines))
 
             def at(key: str | None, start: int = start, end: int = end) -> int:
-                return start if key is None else _line_of(lines, key, start - 1, end, start)
+                return start if key is None else key_line(lines, key, start - 1, end, start)
 
             found = parse(entry, at, problems.append, start)
             if isinstance(found, CostCentre):
@@ -379,14 +380,6 @@ def _unknown_names(config: AllocationConfig, teams: set[str], projects: set[tupl
                 problems.append((rule.line, f"team {team!r} has no recorded usage",
                                  f"check the spelling; known teams: {shown_teams} (events "
                                  f"with no team are the pool {UNALLOCATED!r})"))
-
-
-def _line_of(lines: Sequence[str], key: str, start: int, end: int, default: int = 1) -> int:
-    pattern = re.compile(rf"""^\s*(\[+\s*)?(["']?){re.escape(key)}\2\s*[=\].]""")
-    for i in range(start, min(end, len(lines))):
-        if pattern.match(lines[i]):
-            return i + 1
-    return default
 
 
 def _refused(file: str, problems: list[Problem]) -> AllocationFileError:

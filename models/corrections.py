@@ -27,6 +27,7 @@ from models.schema import (
     org_prices,
     usage_events,
 )
+from models.types import as_date
 
 __all__ = ["MARGIN", "post_corrections", "prices_stamp"]
 
@@ -85,7 +86,7 @@ def _due(conn: Connection, timezone: str) -> list[dt.date]:
     for month, checked_at, checked_prices in conn.execute(
             select(month_closes.c.month, month_closes.c.checked_at,
                    month_closes.c.checked_prices).order_by(month_closes.c.month)):
-        month = _date(month)
+        month = as_date(month)
         start, end = month_bounds(month, timezone)
         late = conn.execute(select(e.id).where(e.ingested_at > checked_at, e.ts >= start,
                                                e.ts < end).limit(1)).first()
@@ -129,7 +130,7 @@ def _differences(conn: Connection, month: dt.date, start: dt.datetime, end: dt.d
                          (chargeback_corrections, c.source_month == month)):
         for r in conn.execute(select(table).where(where)):
             m = r._mapping
-            key = (_date(m["price_date"]), *(m[k] for k in _KEYS))
+            key = (as_date(m["price_date"]), *(m[k] for k in _KEYS))
             acc = reported[key].setdefault(m["prices"], _zero())  # type: ignore[index]
             _add(acc, m, 1)
     rows = []
@@ -168,7 +169,7 @@ def _restated(conn: Connection, start: dt.datetime,
                     *(func.coalesce(func.sum(e[t]), 0) for t in _TOKENS))
              .where(e.ts >= start, e.ts < end).group_by(*keys))
     for r in conn.execute(query):
-        key = (_date(r[0]), r[1], r[2], bool(r[3]), r[4], r[5], r[6])
+        key = (as_date(r[0]), r[1], r[2], bool(r[3]), r[4], r[5], r[6])
         counts = {"requests": int(r[7]), "errors": int(r[8]),
                   **{t: int(v) for t, v in zip(_TOKENS, r[9:], strict=True)}}
         yield key, counts
@@ -193,10 +194,3 @@ def _add(acc: dict[str, object], values: object, sign: int) -> None:
         if v is not None:
             acc[k] = (acc[k] or _ZERO) + sign * v  # type: ignore[operator]
 
-
-def _date(value: object) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value)[:10])

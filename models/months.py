@@ -34,6 +34,7 @@ from models.schema import (
     month_closes,
     rollup_daily,
 )
+from models.types import as_date
 from spendwatch.errors import ConfigurationError, MonthStateError
 
 __all__ = ["KEYS", "Line", "MonthStatus", "close_month", "closed_months", "month_bounds",
@@ -114,7 +115,7 @@ def month_bounds(month: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime]:
 
 def closed_months(conn: Connection) -> set[dt.date]:
     """The closed months (the hook :class:`models.rollups.RollupEngine` consults)."""
-    return {_date(m) for (m,) in conn.execute(select(month_closes.c.month))}
+    return {as_date(m) for (m,) in conn.execute(select(month_closes.c.month))}
 
 
 def price_json(listed: object | None, contract: object | None) -> str | None:
@@ -143,7 +144,7 @@ def month_lines(engine: Engine, month: dt.date) -> tuple[bool, list[Line]]:
             s = chargeback_snapshot.c
             for r in conn.execute(select(chargeback_snapshot).where(s.month == month)):
                 m = r._mapping
-                lines.append(_line(m, _date(m["day"]), {k: m[k] for k in CHARGEBACK_COUNTS},
+                lines.append(_line(m, as_date(m["day"]), {k: m[k] for k in CHARGEBACK_COUNTS},
                                    m["prices"]))
         else:
             d = rollup_daily.c
@@ -151,14 +152,14 @@ def month_lines(engine: Engine, month: dt.date) -> tuple[bool, list[Line]]:
                 m = r._mapping
                 counts = {k: m[k] for k in CHARGEBACK_COUNTS if k != "errors"}
                 counts["errors"] = sum(m[k] for k in _ERRORS)
-                lines.append(_line(m, _date(m["day"]), counts, None))
+                lines.append(_line(m, as_date(m["day"]), counts, None))
         c = chargeback_corrections.c
         for r in conn.execute(select(chargeback_corrections).where(c.target_month == month)
                               .order_by(c.id)):
             m = r._mapping
-            line = _line(m, _date(m["price_date"]), {k: m[k] for k in CHARGEBACK_COUNTS},
+            line = _line(m, as_date(m["price_date"]), {k: m[k] for k in CHARGEBACK_COUNTS},
                          m["prices"])
-            line.correction_of = _date(m["source_month"])
+            line.correction_of = as_date(m["source_month"])
             lines.append(line)
     return closed, lines
 
@@ -168,23 +169,23 @@ def month_statuses(engine: Engine) -> list[MonthStatus]:
     from models.schema import rollup_monthly
 
     with engine.connect() as conn:
-        months = {_date(m) for (m,) in conn.execute(select(rollup_monthly.c.month).distinct())}
-        closes = {_date(r.month): r for r in conn.execute(select(month_closes))}
+        months = {as_date(m) for (m,) in conn.execute(select(rollup_monthly.c.month).distinct())}
+        closes = {as_date(r.month): r for r in conn.execute(select(month_closes))}
         log: dict[dt.date, list[tuple[str, dt.datetime, str, str | None]]] = defaultdict(list)
         for r in conn.execute(select(month_close_log).order_by(month_close_log.c.id)):
-            log[_date(r.month)].append((r.action, r.at, r.by, r.reason))
+            log[as_date(r.month)].append((r.action, r.at, r.by, r.reason))
         totals: dict[dt.date, Decimal] = defaultdict(lambda: _ZERO)
         fixes: dict[dt.date, Decimal] = defaultdict(lambda: _ZERO)
         for m, cost in conn.execute(select(rollup_monthly.c.month,
                                            rollup_monthly.c.cost_contract)):
-            if _date(m) not in closes:
-                totals[_date(m)] += cost or _ZERO
+            if as_date(m) not in closes:
+                totals[as_date(m)] += cost or _ZERO
         for m, cost in conn.execute(select(chargeback_snapshot.c.month,
                                            chargeback_snapshot.c.cost_contract)):
-            totals[_date(m)] += cost or _ZERO
+            totals[as_date(m)] += cost or _ZERO
         for m, cost in conn.execute(select(chargeback_corrections.c.target_month,
                                            chargeback_corrections.c.cost_contract)):
-            fixes[_date(m)] += cost or _ZERO
+            fixes[as_date(m)] += cost or _ZERO
     out = []
     for month in sorted(months | set(closes) | set(log) | set(fixes), reverse=True):
         c = closes.get(month)
@@ -227,7 +228,7 @@ def close_month(engine: Engine, month: dt.date, *, by: str, timezone: str = "UTC
         for r in conn.execute(select(rollup_daily).where(d.day >= month,
                                                          d.day < next_month(month))):
             m = r._mapping
-            key = (m["model"], m["service_tier"], m["is_batch"], _date(m["price_date"]))
+            key = (m["model"], m["service_tier"], m["is_batch"], as_date(m["price_date"]))
             listed = book.list_price(*key)  # type: ignore[attr-defined]
             contract = book.contract_price(*key)  # type: ignore[attr-defined]
             row = {k: m[k] for k in ("day", "price_date", *_KEYS, "cost_list", "cost_contract",
@@ -287,7 +288,7 @@ def _refuse_closed(engine: Engine, month: dt.date) -> None:
 
 def _line(m: object, day: dt.date, counts: dict[str, int], prices: str | None) -> Line:
     g = m.__getitem__  # type: ignore[attr-defined]
-    return Line(day=day, price_date=_date(g("price_date")), model=g("model"),
+    return Line(day=day, price_date=as_date(g("price_date")), model=g("model"),
                 service_tier=g("service_tier"), is_batch=bool(g("is_batch")),
                 endpoint=g("endpoint"), team=g("team"), project=g("project"),
                 counts={k: int(v) for k, v in counts.items()}, cost_list=g("cost_list"),
@@ -298,10 +299,3 @@ def _num(value: Decimal) -> str:
     text = format(Decimal(value).normalize(), "f")
     return text
 
-
-def _date(value: object) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value)[:10])

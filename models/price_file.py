@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from models.database import begin_write
 from models.pricing import KINDS, ORG_TIERS, OrgPrice, read_org_prices
 from models.schema import PRICE_COLUMNS, org_prices
+from models.toml_files import key_line, refused
 from spendwatch.errors import PriceFileError, SpendwatchError
 
 __all__ = ["KEYS", "ApplyResult", "PriceChange", "PriceFileProblem", "apply_prices",
@@ -120,7 +121,7 @@ def parse_price_file(text: str, file: str = "prices.toml") -> list[OrgPrice]:
         found = re.search(r"at line (\d+)", message)
         line = int(found.group(1)) if found else max(len(text.splitlines()), 1)
         problem = re.sub(r"\s*\((at line \d+, column \d+|at end of document)\)", "", message)
-        raise _refused(file, [PriceFileProblem(
+        raise refused(PriceFileError, file, [PriceFileProblem(
             line, file, f"not valid TOML: {problem}",
             'fix the syntax on that line (text needs quotes: model = "gpt-4o"; dates are '
             "written 2026-01-01)")]) from None
@@ -132,11 +133,11 @@ def parse_price_file(text: str, file: str = "prices.toml") -> list[OrgPrice]:
 
     for key in data:
         if key != "price":
-            add(_key_line(lines, key, 0, len(lines)), f"unknown top-level key {key!r}",
+            add(key_line(lines, key, 0, len(lines)), f"unknown top-level key {key!r}",
                 "put every price in its own [[price]] table")
     entries = data.get("price", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        add(_key_line(lines, "price", 0, len(lines)), "'price' is not a list of tables",
+        add(key_line(lines, "price", 0, len(lines)), "'price' is not a list of tables",
             "start every price with a [[price]] line (double brackets)")
         entries = []
     if not entries and not problems:
@@ -150,7 +151,7 @@ def parse_price_file(text: str, file: str = "prices.toml") -> list[OrgPrice]:
         end = next((i for i in range(start, len(lines)) if _TABLE.match(lines[i])), len(lines))
 
         def at(key: str | None, start: int = start, end: int = end) -> int:
-            return start if key is None else _key_line(lines, key, start - 1, end, start)
+            return start if key is None else key_line(lines, key, start - 1, end, start)
 
         row = _entry(entry, at, add)
         key = _key(entry)
@@ -165,7 +166,7 @@ def parse_price_file(text: str, file: str = "prices.toml") -> list[OrgPrice]:
         if row is not None:
             rows.append(dataclasses.replace(row, line=start, source=f"{file}:{start}"))
     if problems:
-        raise _refused(file, problems)
+        raise refused(PriceFileError, file, problems)
     return rows
 
 
@@ -240,25 +241,7 @@ def _check(rows: Sequence[OrgPrice], source: str) -> None:
                                              "give each key once"))
         seen.add(row.key)
     if problems:
-        raise _refused(source, problems)
-
-
-def _refused(file: str, problems: list[PriceFileProblem]) -> PriceFileError:
-    problems = sorted(problems, key=lambda p: p.line)
-    n = len(problems)
-    error = PriceFileError(f"{file}: refused, nothing was applied ({n} problem"
-                           f"{'s' if n != 1 else ''}):\n" + "\n".join(map(str, problems)))
-    error.problems = problems  # type: ignore[attr-defined]
-    return error
-
-
-def _key_line(lines: Sequence[str], key: str, start: int, end: int, default: int = 1) -> int:
-    """The 1-based line of ``key = ...`` (or ``[key...``) within lines[start:end]."""
-    pattern = re.compile(rf"""^\s*(\[+\s*)?(["']?){re.escape(key)}\2\s*[=\].]""")
-    for i in range(start, min(end, len(lines))):
-        if pattern.match(lines[i]):
-            return i + 1
-    return default
+        raise refused(PriceFileError, source, problems)
 
 
 def _entry(entry: dict[str, object], at: Callable[[str | None], int],

@@ -26,6 +26,7 @@ from sqlalchemy import Engine, delete, func, insert, select
 from models.database import begin_write
 from models.months import next_month
 from models.schema import billed_costs, reconcile_runs, rollup_daily
+from models.types import as_date
 from spendwatch.errors import ConfigurationError, ReconciliationError
 
 __all__ = ["DayProject", "FetchResult", "Reconciliation", "fetch_billed_costs",
@@ -220,13 +221,13 @@ def reconciliation(engine: Engine, month: dt.date,
         query = (select(d.price_date, d.project, d.cost_contract)
                  .where(d.price_date >= month, d.price_date < end))
         for day, project, cost in conn.execute(query):
-            estimated[(_as_date(day), project)] += cost or _ZERO
+            estimated[(as_date(day), project)] += cost or _ZERO
         b = billed_costs.c
         for day, pid, amount in conn.execute(
                 select(b.day, b.openai_project_id, b.amount)
                 .where(b.day >= month, b.day < end)):
             name = project_map.get(pid) or (f"openai:{pid}" if pid else "(no project)")
-            billed[(_as_date(day), name)] += amount
+            billed[(as_date(day), name)] += amount
         last = conn.execute(select(func.max(reconcile_runs.c.started_at))
                             .where(reconcile_runs.c.status == "ok")).scalar()
     billed_days = {day for day, _ in billed}
@@ -242,10 +243,3 @@ def month_drift(engine: Engine, month: dt.date,
     OpenAI billed); None before any bill was read. For alert rules."""
     return reconciliation(engine, month, project_map).drift_pct
 
-
-def _as_date(value: object) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value)[:10])

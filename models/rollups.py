@@ -43,7 +43,6 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from models._rollup_sql import (
-    as_date,
     bucket,
     bulk_insert,
     contiguous,
@@ -62,6 +61,7 @@ from models.schema import (
     rollup_state,
     usage_events,
 )
+from models.types import as_date
 from spendwatch.errors import ConfigurationError
 
 __all__ = ["OVERLAP", "RollupEngine", "RollupResult", "day_bounds", "local_day"]

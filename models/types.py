@@ -9,7 +9,7 @@ from sqlalchemy import DateTime, Numeric, String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["SQLITE_DATETIME_FORMAT", "Money", "UTCDateTime", "to_utc"]
+__all__ = ["SQLITE_DATETIME_FORMAT", "Money", "UTCDateTime", "as_date", "to_utc"]
 
 UTC = dt.UTC
 SQLITE_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -84,3 +84,13 @@ class Money(TypeDecorator[Decimal]):
         if value is None:
             return None
         return Decimal(str(value)) if not isinstance(value, Decimal) else value
+
+
+def as_date(value: object) -> dt.date:
+    """A date read back from a ``Date`` column or a date expression: PostgreSQL gives
+    a ``date``, SQLite the ISO text (or a datetime from an expression)."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
