@@ -66,6 +66,7 @@ class BudgetGuard:
         self.settings = settings
         self._engine = engine
         self._prices = prices
+        self._price_rows: dict[tuple[object, ...], tuple[object | None, object | None]] = {}
         self._limits: list[_Limit] = []
         self._watermark: dt.datetime | None = None
         self._next_refresh = 0.0
@@ -167,11 +168,15 @@ class BudgetGuard:
 
             day, tier, batch = event.ts.date(), event.service_tier, event.is_batch
             model = event.model or event.model_requested or ""
-            listed = self._prices.list_price(model, tier, batch, day)  # type: ignore[attr-defined]
+            key = (model, tier, batch, day)
+            found = self._price_rows.get(key)
+            if found is None:  # looked up once per model, tier and day, not per call
+                listed = self._prices.list_price(*key)  # type: ignore[attr-defined]
+                contract = self._prices.contract_price(*key) if listed else None  # type: ignore[attr-defined]
+                found = self._price_rows[key] = (listed, contract or listed)
+            listed, contract = found
             if listed is None:
                 return None  # unpriced: counted by the rollups as unpriced, never as $0
-            contract = self._prices.contract_price(  # type: ignore[attr-defined]
-                model, tier, batch, day) or listed
             tokens = _Tokens(event)
             fields = {"team": (event.team,), "project": (event.project,),
                       "user": (event.user,), "model": (event.model, event.model_requested)}
@@ -215,6 +220,7 @@ class BudgetGuard:
             from models.pricing import PriceBook
 
             self._prices = PriceBook.load(self._engine)  # type: ignore[arg-type]
+            self._price_rows.clear()
         now = dt.datetime.now(UTC)
         limits: list[_Limit] = []
         specs = [b for b in read_budgets(self._engine) if b.mode in ("block", "downgrade")]
