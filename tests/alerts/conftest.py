@@ -29,6 +29,7 @@ from models.events import UsageEvent
 from models.ids import uuid7
 from models.rollups import RollupEngine
 from spendwatch.settings import Settings, load_settings
+from tests.prices import FixedBook, Price
 
 UTC = dt.UTC
 USER, PASSWORD = "alerts@example.com", "s3cret"
@@ -170,32 +171,15 @@ def make_settings(database, tmp_path: Path, **overrides: object) -> Settings:
     return replace(base, **{"smtp_starttls": False, **overrides})
 
 
-@dataclass(frozen=True)
-class _Price:
-    ref: str
-    input_per_mtok: Decimal
-    output_per_mtok: Decimal
-    cached_input_per_mtok: Decimal | None = None
-    cache_write_per_mtok: Decimal | None = None
-    audio_input_per_mtok: Decimal | None = None
-    audio_output_per_mtok: Decimal | None = None
-
-
-class Book:
+class Book(FixedBook):
     """gpt-4o and house-model: $2.50 per million input tokens, $10 per million output;
     gpt-4o-mini: $0.15 / $0.60. 'mystery' is unpriced. No contracts (contract cost =
     list cost). (house-model is what tests give an org price, for code that reads the
     real price book.)"""
 
-    PRICES = {"gpt-4o": _Price("list gpt-4o", Decimal("2.50"), Decimal("10")),
-              "house-model": _Price("list house-model", Decimal("2.50"), Decimal("10")),
-              "gpt-4o-mini": _Price("list gpt-4o-mini", Decimal("0.15"), Decimal("0.60"))}
-
-    def list_price(self, model, tier, batch, on):
-        return self.PRICES.get(model)
-
-    def contract_price(self, model, tier, batch, on):
-        return None
+    PRICES = {"gpt-4o": Price("list gpt-4o", Decimal("2.50"), Decimal("10")),
+              "house-model": Price("list house-model", Decimal("2.50"), Decimal("10")),
+              "gpt-4o-mini": Price("list gpt-4o-mini", Decimal("0.15"), Decimal("0.60"))}
 
 
 def spend_event(ts: dt.datetime, *, team: str = "search", model: str = "gpt-4o",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import Engine
@@ -14,22 +13,12 @@ from models.event_store import EventStore
 from models.events import UsageEvent
 from models.ids import uuid7
 from models.rollups import RollupEngine
+from tests.prices import FixedBook, Price
 
 UTC = dt.UTC
 
 
-@dataclass(frozen=True)
-class Price:
-    ref: str
-    input_per_mtok: Decimal
-    output_per_mtok: Decimal
-    cached_input_per_mtok: Decimal | None = None
-    cache_write_per_mtok: Decimal | None = None
-    audio_input_per_mtok: Decimal | None = None
-    audio_output_per_mtok: Decimal | None = None
-
-
-class Book:
+class Book(FixedBook):
     """gpt-4o: $2.50 in / $10 out / $1.25 cached per M tokens; gpt-4o-mini: $0.15 /
     $0.60 / $0.075; 'mystery-ft' is unpriced. No contracts."""
 
@@ -38,12 +27,6 @@ class Book:
         "gpt-4o-mini": Price("list gpt-4o-mini", Decimal("0.15"), Decimal("0.60"),
                              Decimal("0.075")),
     }
-
-    def list_price(self, model, tier, batch, on):
-        return self.PRICES.get(model)
-
-    def contract_price(self, model, tier, batch, on):
-        return None
 
 
 def event(ts: dt.datetime, *, model: str = "gpt-4o", team: str | None = "search",

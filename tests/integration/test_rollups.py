@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
@@ -19,19 +18,9 @@ from models.events import UsageEvent
 from models.ids import uuid7
 from models.rollups import RollupEngine
 from models.schema import rollup_daily, rollup_monthly
+from tests.prices import Price
 
 UTC = dt.UTC
-
-
-@dataclass(frozen=True)
-class P:
-    ref: str
-    input_per_mtok: Decimal
-    output_per_mtok: Decimal
-    cached_input_per_mtok: Decimal | None = None
-    cache_write_per_mtok: Decimal | None = None
-    audio_input_per_mtok: Decimal | None = None
-    audio_output_per_mtok: Decimal | None = None
 
 
 class Book:
@@ -42,8 +31,8 @@ class Book:
         if model != "gpt-4o":
             return None
         if on >= dt.date(2026, 3, 15):
-            return P("list gpt-4o from 2026-03-15", Decimal("2"), Decimal("8"), Decimal("1"))
-        return P("list gpt-4o", Decimal("2.50"), Decimal("10"), Decimal("1.25"))
+            return Price("list gpt-4o from 2026-03-15", Decimal("2"), Decimal("8"), Decimal("1"))
+        return Price("list gpt-4o", Decimal("2.50"), Decimal("10"), Decimal("1.25"))
 
     def contract_price(self, model, tier, batch, on):
         return None
