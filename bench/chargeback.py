@@ -18,13 +18,13 @@ import datetime as dt
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from bench.rollup import PG_URL, _events, _load
+from bench._postgres import scratch_schema
+from bench.rollup import _events, _load
 
 MONTH = dt.date(2026, 6, 1)
 
@@ -97,15 +97,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             bench(f"sqlite:///{Path(folder) / 'bench.db'}", args.events, "SQLite")
     else:
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_URL)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            bench(f"{PG_URL}?options=-csearch_path%3D{schema}", args.events, "PostgreSQL")
-        finally:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        with scratch_schema() as (url, _):
+            bench(url, args.events, "PostgreSQL")
 
 
 if __name__ == "__main__":

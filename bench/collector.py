@@ -15,21 +15,19 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from openai import AsyncOpenAI, OpenAI
 
+from bench._postgres import scratch_schema
+
 MSG = [{"role": "user", "content": "hi"}]
-PG_URL = os.environ.get("SPENDWATCH_TEST_POSTGRES_URL",
-                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def _median_added(bare: Callable[[], float], instrumented: Callable[[], float],
@@ -274,7 +272,6 @@ def _pg_raw(url: str, events: list) -> float:
 
 
 def bench_sink(n: int, repeats: int) -> None:
-    from sqlalchemy import create_engine, text
 
     print(f"\n2. sink throughput: {n:,} events, median of {repeats} "
           f"(targets: >= 60 % of sqlite3, >= 50 % of binary COPY)")
@@ -288,22 +285,11 @@ def bench_sink(n: int, repeats: int) -> None:
     s, w = statistics.median(sink_r), statistics.median(raw_r)
     print(f"   {'SQLite':<12}{s:>12,.0f}{w:>12,.0f}{s / w:>8.0%}")
     try:
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_URL)
-        with admin.begin() as c:
-            c.execute(text(f"CREATE SCHEMA {schema}"))
-        url = f"{PG_URL}?options=-csearch_path%3D{schema}"
         sink_r, raw_r = [], []
-        try:
-            for _ in range(repeats):
-                with admin.begin() as c:  # a fresh schema: every table, every repeat
-                    c.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-                    c.execute(text(f"CREATE SCHEMA {schema}"))
+        for _ in range(repeats):
+            with scratch_schema() as (url, _):  # a fresh schema: every table, every repeat
                 sink_r.append(_sink_rate(url, _events(n), str(tmp / "spool")))
                 raw_r.append(_pg_raw(url, _events(n)))
-        finally:
-            with admin.begin() as c:
-                c.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         s, w = statistics.median(sink_r), statistics.median(raw_r)
         print(f"   {'PostgreSQL':<12}{s:>12,.0f}{w:>12,.0f}{s / w:>8.0%}")
     except Exception as exc:

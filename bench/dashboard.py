@@ -30,13 +30,13 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 import bench.rollup as loader
+from bench._postgres import scratch_schema
 
 UTC = dt.UTC
 DAYS = loader.DAYS
@@ -260,16 +260,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:  # 10M events take ~3 GB
             run(f"sqlite:///{folder}/dashboard.db", sizes, args.rounds, "SQLite")
         return
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(loader.PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        run(f"{loader.PG_URL}?options=-csearch_path%3D{schema}", sizes, args.rounds,
-            "PostgreSQL")
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    with scratch_schema() as (url, _):
+        run(url, sizes, args.rounds, "PostgreSQL")
 
 
 if __name__ == "__main__":

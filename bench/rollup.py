@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import random
 import statistics
 import tempfile
 import time
-import uuid
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
-PG_URL = os.environ.get("SPENDWATCH_TEST_POSTGRES_URL",
-                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from bench._postgres import scratch_schema
+
 UTC = dt.UTC
 DAYS = 90
 START = dt.datetime(2026, 6, 1, tzinfo=UTC)
@@ -167,15 +165,8 @@ def main() -> None:
         path = tempfile.mkdtemp()
         bench(f"sqlite:///{path}/rollup.db", args.events, "SQLite")
     if args.database in ("postgresql", "both"):
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_URL)
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-        try:
-            bench(f"{PG_URL}?options=-csearch_path%3D{schema}", args.events, "PostgreSQL")
-        finally:
-            with admin.begin() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        with scratch_schema() as (url, _):
+            bench(url, args.events, "PostgreSQL")
 
 
 if __name__ == "__main__":
