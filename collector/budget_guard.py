@@ -177,11 +177,10 @@ class BudgetGuard:
             listed, contract = found
             if listed is None:
                 return None  # unpriced: counted by the rollups as unpriced, never as $0
-            tokens = _Tokens(event)
             fields = {"team": (event.team,), "project": (event.project,),
                       "user": (event.user,), "model": (event.model, event.model_requested)}
-            return (event.ts, fields, cost_of(tokens, listed).total,  # type: ignore[arg-type]
-                    cost_of(tokens, contract).total)  # type: ignore[arg-type]
+            return (event.ts, fields, cost_of(event, listed).total,  # type: ignore[arg-type]
+                    cost_of(event, contract).total)  # type: ignore[arg-type]
         except Exception:
             log.debug("spendwatch: could not price a call for enforcement", exc_info=True)
             return None
@@ -235,13 +234,6 @@ class BudgetGuard:
                                      b.cost_basis, b.downgrade, b.period, period.label,
                                      period.bounds()[0], spent.cost))
         return limits, (dt.datetime.fromisoformat(mark) if mark else None)
-
-
-class _Tokens:
-    def __init__(self, event: object) -> None:
-        for name in ("input_tokens", "cached_input_tokens", "cache_write_tokens",
-                     "output_tokens", "audio_input_tokens", "audio_output_tokens"):
-            setattr(self, name, getattr(event, name, None) or 0)
 
 
 def enforce(info: object, kwargs: dict[str, object]) -> None:

@@ -24,7 +24,7 @@ from dashboard.queries import (
     fold_periods,
     user_table,
 )
-from models.costs import cache_savings
+from models.costs import Tokens, cache_savings
 from models.schema import rollup_daily
 
 __all__ = ["TOKEN_KINDS", "Breakdown", "spend_breakdown"]
@@ -64,16 +64,6 @@ def _token_kinds(row: dict[str, object]) -> dict[str, int]:
             "cache writes": writes, "output": max(out - reasoning, 0), "reasoning": reasoning}
 
 
-@dataclass(frozen=True)
-class _Cached:
-    input_tokens: int = 0
-    cached_input_tokens: int = 0
-    cache_write_tokens: int = 0
-    output_tokens: int = 0
-    audio_input_tokens: int = 0
-    audio_output_tokens: int = 0
-
-
 def _savings(engine: Engine, view: View, prices: PriceLookup, use_users: bool,
              filters: dict[str, tuple[str, ...]]) -> Decimal | None:
     """Cached tokens x (input price - cached price), at the price actually paid (the
@@ -98,7 +88,7 @@ def _savings(engine: Engine, view: View, prices: PriceLookup, use_users: bool,
         price = (prices.contract_price(model, tier, batch, on)
                  or prices.list_price(model, tier, batch, on))
         if price is not None:
-            saved = cache_savings(_Cached(cached_input_tokens=int(cached)), price)  # type: ignore[arg-type]
+            saved = cache_savings(Tokens(cached_input_tokens=int(cached)), price)  # type: ignore[arg-type]
             total = add_money(total, saved)
     return total
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-__all__ = ["MILLION", "CostBreakdown", "PriceLike", "TokenCounts", "cache_savings", "cost_of"]
+__all__ = ["MILLION", "CostBreakdown", "PriceLike", "TokenCounts", "Tokens", "cache_savings",
+           "cost_of"]
 
 MILLION = Decimal(1_000_000)
 _ZERO = Decimal(0)
@@ -38,6 +39,19 @@ class TokenCounts(Protocol):
     def audio_input_tokens(self) -> int: ...
     @property
     def audio_output_tokens(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Token counts by kind (a :class:`TokenCounts`) for code that has sums, not an
+    event: a rollup row, a group of rows."""
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
 
 
 class PriceLike(Protocol):

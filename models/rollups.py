@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -49,7 +48,7 @@ from models._rollup_sql import (
     offset_segments,
     split_days,
 )
-from models.costs import cost_of
+from models.costs import Tokens, cost_of
 from models.database import begin_write
 from models.schema import (
     MONTHLY_KEYS,
@@ -330,9 +329,9 @@ class RollupEngine:
         row["day"] = as_date(row["day"])
         row["price_date"] = as_date(row["price_date"])
         row["is_batch"] = bool(row["is_batch"])
-        tokens = SimpleNamespace(**{k: int(row[k]) for k in (  # type: ignore[call-overload]
+        tokens = Tokens(*(int(row[k]) for k in (  # type: ignore[call-overload]
             "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
-            "audio_input_tokens", "audio_output_tokens")})
+            "audio_input_tokens", "audio_output_tokens")))
         key = (str(row["model"]), str(row["service_tier"]), bool(row["is_batch"]),
                row["price_date"])
         found = self._price_cache.get(key)
