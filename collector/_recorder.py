@@ -54,7 +54,7 @@ class Call:
     object, the error's class and status) and is queued as it is; the sink's writer
     thread turns it into a :class:`UsageEvent` (:meth:`to_event`)."""
 
-    __slots__ = ("_lock", "attempts", "client", "defaults", "done", "end_perf",
+    __slots__ = ("_event", "_lock", "attempts", "client", "defaults", "done", "end_perf",
                  "error_class", "error_kind", "first_token_ns", "hide_usage_chunk", "model",
                  "model_requested", "raw_usage", "request_id", "service_tier", "start_ns",
                  "start_perf", "status", "stream_error", "streamed", "tags", "target",
@@ -85,6 +85,7 @@ class Call:
         self.end_perf = 0
         self.done = False
         self._lock: threading.Lock | None = None
+        self._event: UsageEvent | None = None
 
     def _emit(self, error: BaseException | None) -> None:
         """Close the call and queue it (the caller's thread does no more than this)."""
@@ -100,7 +101,13 @@ class Call:
         self.client.sink_put(self)  # type: ignore[operator]
 
     def to_event(self) -> UsageEvent:
-        """The usage event of this call (runs on the writer thread)."""
+        """The usage event of this call (runs on the writer thread; built once, since
+        budget enforcement also reads it)."""
+        if self._event is None:
+            self._event = self._build_event()
+        return self._event
+
+    def _build_event(self) -> UsageEvent:
         client = self.client
         tags = self.tags
         merged = {**self.defaults, **tags} if tags else self.defaults
