@@ -22,32 +22,28 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import (
-    Connection,
-    Date,
-    Engine,
-    case,
-    cast,
-    delete,
-    func,
-    insert,
-    select,
-)
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Connection, Engine, delete, func, insert, select
 
-from models._rollup_sql import (
-    bucket,
-    bulk_insert,
-    contiguous,
-    offset_segments,
-    split_days,
+from models._rollup_read import (
+    DAILY_KEYS,
+    USER_KEYS,
+    USER_MEASURES,
+    Groups,
+    keyed,
+    read_groups,
+    tune_postgresql,
+    utc_date,
 )
+from models._rollup_sql import bulk_insert, contiguous, split_days
 from models.costs import Tokens, cost_of
 from models.database import begin_write
 from models.schema import (
@@ -68,7 +64,8 @@ __all__ = ["OVERLAP", "RollupEngine", "RollupResult", "day_bounds", "local_day"]
 UTC = dt.UTC
 OVERLAP = dt.timedelta(minutes=5)
 _LOCK_KEY = 0x5350_524C  # "SPRL": one rollup writer at a time on PostgreSQL
-_RANGE_DAYS = 7  # a rebuild aggregates this many days per query (progress, memory)
+_RANGE_DAYS = 1  # days per grouped read: small sorts, progress per day, bounded memory
+_MAX_READERS = 4  # grouped reads at once on a rebuild (see RollupEngine._read_chunks)
 Progress = Callable[[int, int], None]
 
 
@@ -129,6 +126,7 @@ class RollupEngine:
         with begin_write(self.engine) as conn:
             if self.dialect == "postgresql":
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
+                tune_postgresql(conn)
             state = self._state(conn)
             built_in = state.get("timezone")
             if built_in and built_in != self.tz_name and not rebuild:
@@ -150,16 +148,14 @@ class RollupEngine:
             closed = self._closed(conn)
             result.skipped_closed = [d for d in days if d.replace(day=1) in closed]
             days = [d for d in days if d.replace(day=1) not in closed]
-            ranges = contiguous(days)
-            total = len(days)
+            chunks = [chunk for lo, hi in contiguous(days)
+                      for chunk in split_days(lo, hi, _RANGE_DAYS)]
             done = 0
-            for lo, hi in ranges:
-                for chunk_lo, chunk_hi in split_days(lo, hi, _RANGE_DAYS):
-                    result.rows += self._rebuild_days(conn, chunk_lo, chunk_hi)
-                    self._rebuild_user_days(conn, chunk_lo, chunk_hi)
-                    done += (chunk_hi - chunk_lo).days + 1
-                    if progress is not None:
-                        progress(done, total)
+            for (lo, hi), groups in self._read_chunks(conn, chunks):
+                result.rows += self._write_range(conn, lo, hi, groups)
+                done += (hi - lo).days + 1
+                if progress is not None:
+                    progress(done, len(days))
             months = sorted({d.replace(day=1) for d in days})
             for month in months:
                 self._rebuild_month(conn, month)
@@ -184,146 +180,104 @@ class RollupEngine:
         return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
     def _touched_days(self, conn: Connection, watermark: str | None) -> list[dt.date]:
-        query = select(self._utc_date(usage_events.c.ts)).distinct()
-        if watermark is not None:
-            since = dt.datetime.fromisoformat(watermark) - OVERLAP
-            query = query.where(usage_events.c.ingested_at > since)
+        """The local days that events ingested since the last run fall on. Days touched
+        only by events inside the watermark's overlap (ingested just before the last
+        run) are re-aggregated only if they hold more events than their rows count:
+        events are never deleted, so an equal count means the last run saw them all.
+        Without this, the first run after midnight re-read all of yesterday."""
+        e = usage_events.c
+        query = select(utc_date(self.dialect, e.ts)).distinct()
+        if watermark is None:
+            return sorted(self._local_days(conn.execute(query).scalars()))
+        mark = dt.datetime.fromisoformat(watermark)
+        new = self._local_days(conn.execute(query.where(e.ingested_at > mark)).scalars())
+        maybe = self._local_days(conn.execute(query.where(
+            e.ingested_at > mark - OVERLAP, e.ingested_at <= mark)).scalars()) - new
+        return sorted(new | {d for d in maybe if self._changed(conn, d)})
+
+    def _local_days(self, utc_dates: Iterable[object]) -> set[dt.date]:
         days: set[dt.date] = set()
-        for (utc_date,) in conn.execute(query):
-            d = as_date(utc_date)
-            start = dt.datetime.combine(d, dt.time(0), UTC)
+        for value in utc_dates:
+            start = dt.datetime.combine(as_date(value), dt.time(0), UTC)
             days.add(local_day(start, self.tz))
             days.add(local_day(start + dt.timedelta(days=1) - dt.timedelta(microseconds=1),
                                self.tz))
-        return sorted(days)
+        return days
+
+    def _changed(self, conn: Connection, day: dt.date) -> bool:
+        start, end = day_bounds(day, self.tz)
+        e = usage_events.c
+        events = conn.execute(select(func.count()).where(e.ts >= start, e.ts < end)).scalar()
+        rolled = conn.execute(select(func.sum(rollup_daily.c.requests)).where(
+            rollup_daily.c.day == day)).scalar()
+        return int(events or 0) != int(rolled or 0)
 
     # -- aggregation -----------------------------------------------------------------------
-    def _utc_date(self, ts: ColumnElement[dt.datetime]) -> ColumnElement[object]:
-        if self.dialect == "postgresql":
-            return cast(func.timezone("UTC", ts), Date)
-        return func.substr(ts, 1, 10)
+    def _read_chunks(self, conn: Connection, chunks: list[tuple[dt.date, dt.date]]
+                     ) -> Iterator[tuple[tuple[dt.date, dt.date], Groups]]:
+        """The grouped events of each chunk of days, in order. Several chunks are read
+        at once on connections of their own, one per core (up to _MAX_READERS): the
+        database sorts while Python folds and writes, and a rebuild on two cores
+        takes about half the time. At most one chunk per reader waits, so memory
+        stays bounded. The chunks' rows are written here, in this transaction."""
+        readers = min(_MAX_READERS, os.cpu_count() or 1)
+        if len(chunks) < 2 or readers < 2:
+            for chunk in chunks:
+                yield chunk, self._read(conn, *chunk)
+            return
+        with ThreadPoolExecutor(readers, thread_name_prefix="spendwatch-rollup") as pool:
+            pending: deque[tuple[tuple[dt.date, dt.date], Future[Groups]]] = deque()
+            for chunk in chunks:
+                pending.append((chunk, pool.submit(self._read_apart, *chunk)))
+                if len(pending) > readers:
+                    done, future = pending.popleft()
+                    yield done, future.result()
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
 
-    def _local_date(self, ts: ColumnElement[dt.datetime], start: dt.datetime,
-                    end: dt.datetime) -> ColumnElement[object]:
-        if self.dialect == "postgresql":
-            return cast(func.timezone(self.tz_name, ts), Date)
-        segments = offset_segments(self.tz, start, end)
-        if len(segments) == 1 and segments[0][1] == 0:
-            return func.substr(ts, 1, 10)
-        whens = [(ts < seg_end, func.date(ts, f"{minutes:+d} minutes"))
-                 for seg_end, minutes in segments[:-1]]
-        last = func.date(ts, f"{segments[-1][1]:+d} minutes")
-        return case(*whens, else_=last) if whens else last
+    def _read_apart(self, lo: dt.date, hi: dt.date) -> Groups:
+        with self.engine.connect() as conn, conn.begin():
+            if self.dialect == "postgresql":
+                tune_postgresql(conn)
+            return self._read(conn, lo, hi)
 
-    def _rebuild_days(self, conn: Connection, lo: dt.date, hi: dt.date) -> int:
-        """Re-aggregate the local days lo..hi from raw events and replace their rows.
-
-        Per-event work in SQL is kept to what a plain GROUP BY does: the error kind,
-        the streamed and usage flags and the latency and TTFT buckets are extra group
-        keys (one CASE per event instead of one per histogram column), and Python
-        folds those keys back into columns. (TTFT used to be a second query over the
-        same range; with the index-ordered read being most of the cost, one read is
-        cheaper even though streamed events then group by two buckets.)"""
+    def _read(self, conn: Connection, lo: dt.date, hi: dt.date) -> Groups:
         start, _ = day_bounds(lo, self.tz)
         _, end = day_bounds(hi, self.tz)
-        e = usage_events.c
-        keys = [
-            self._local_date(e.ts, start, end).label("day"),
-            self._utc_date(e.ts).label("price_date"),
-            func.coalesce(e.model, e.model_requested, "").label("model"),
-            func.coalesce(e.service_tier, "").label("service_tier"),
-            e.is_batch.label("is_batch"),
-            e.endpoint.label("endpoint"),
-            func.coalesce(e.team, "").label("team"),
-            func.coalesce(e.project, "").label("project"),
-        ]
-        n_keys = len(keys)
-        extra = [e.error_kind, e.streamed, e.usage_reported,
-                 bucket(e.latency_ms).label("lat_bucket"), bucket(e.ttft_ms).label("ttft_bucket")]
-        sums = [func.count(), func.sum(case((e.attempts > 1, e.attempts - 1), else_=0)),
-                *(func.sum(e[name]) for name in _TOKEN_COLUMNS), func.sum(e.latency_ms),
-                func.sum(e.ttft_ms)]
-        group = [k.element for k in keys] + extra[:3] + [x.element for x in extra[3:]]
-        main = (select(*keys, *extra, *sums).where(e.ts >= start, e.ts < end)
-                .group_by(*group))
-        acc: dict[tuple[object, ...], dict[str, object]] = {}
-        for r in conn.execute(main):
-            key = tuple(r[:n_keys])
-            row = acc.get(key)
-            if row is None:
-                row = acc[key] = dict.fromkeys(ROLLUP_SUMS, 0)
-                row.update(zip(_KEY_NAMES, key, strict=True))
-            kind, streamed, reported, lat, ttft = r[n_keys:n_keys + 5]
-            n, retries, *tokens, lat_sum, ttft_sum = r[n_keys + 5:]
-            row["requests"] += n
-            row["retries"] += retries or 0
-            if kind:
-                row[_ERROR_COLUMN.get(kind, "errors_other")] += n
-            if streamed:
-                row["streamed"] += n
-            if not reported:
-                row["usage_missing"] += n
-            for name, value in zip(_TOKEN_COLUMNS, tokens, strict=True):
-                row[name] += value or 0
-            if lat is not None:
-                row[f"lat_{int(lat):02d}"] += n
-                row["latency_count"] += n
-                row["latency_sum_ms"] += lat_sum or 0.0
-            if ttft is not None:
-                row[f"ttft_{int(ttft):02d}"] += n
-                row["ttft_count"] += n
-                row["ttft_sum_ms"] += ttft_sum or 0.0
-        rows = [self._priced(row) for row in acc.values()]
+        return read_groups(conn, self.tz_name, start, end)
+
+    def _write_range(self, conn: Connection, lo: dt.date, hi: dt.date,
+                     groups: Groups) -> int:
+        """Replace the daily and per-user rows of the local days lo..hi with
+        ``groups`` (one grouped read of their events, see ``models._rollup_read``)."""
+        rows = []
+        for key, sums in groups.daily.items():
+            row = keyed(key, DAILY_KEYS)
+            row.update(zip(ROLLUP_SUMS, sums, strict=True))
+            rows.append(self._priced(row))
         conn.execute(delete(rollup_daily).where(rollup_daily.c.day >= lo,
                                                 rollup_daily.c.day <= hi))
         bulk_insert(conn, rollup_daily, rows)
-        return len(rows)
-
-    def _rebuild_user_days(self, conn: Connection, lo: dt.date, hi: dt.date) -> int:
-        """Re-aggregate ``rollup_daily_user`` for the local days lo..hi. Priced at the
-        finer (price date, tier, batch) grain the price depends on, then summed."""
-        start, _ = day_bounds(lo, self.tz)
-        _, end = day_bounds(hi, self.tz)
-        e = usage_events.c
-        keys = [
-            self._local_date(e.ts, start, end),
-            func.coalesce(e.user, ""),
-            func.coalesce(e.team, ""),
-            func.coalesce(e.project, ""),
-            func.coalesce(e.model, e.model_requested, ""),
-            self._utc_date(e.ts),
-            func.coalesce(e.service_tier, ""),
-            e.is_batch,
-        ]
-        query = (select(*keys, func.count(), func.count(e.error_kind),
-                        *(func.sum(e[name]) for name in _TOKEN_COLUMNS))
-                 .where(e.ts >= start, e.ts < end).group_by(*keys))
-        acc: dict[tuple[object, ...], dict[str, object]] = {}
-        for r in conn.execute(query):
-            day, user, team, project, model, price_date, tier, is_batch = r[:8]
-            n, errors, *tokens = r[8:]
-            fine = self._priced({"day": day, "price_date": price_date, "model": model,
-                                 "service_tier": tier, "is_batch": is_batch,
-                                 **{k: v or 0 for k, v in zip(_TOKEN_COLUMNS, tokens,
-                                                              strict=True)}})
-            key = (fine["day"], user, team, project, model)
-            out = acc.get(key)
+        users: dict[tuple[object, ...], dict[str, object]] = {}
+        for key, measures in groups.users.items():
+            fine = self._priced({**keyed(key, USER_KEYS),
+                                 **dict(zip(USER_MEASURES, measures, strict=True))})
+            ukey = (fine["day"], *key[1:5])
+            out = users.get(ukey)
             if out is None:
-                out = acc[key] = {"day": key[0], "user": user, "team": team,
-                                  "project": project, "model": model,
-                                  **dict.fromkeys(USER_ROLLUP_SUMS, 0),
-                                  "cost_list": None, "cost_contract": None}
-            out["requests"] += n  # type: ignore[operator]
-            out["errors"] += errors  # type: ignore[operator]
-            for name in (*USER_ROLLUP_SUMS[2:6], "unpriced_tokens"):
+                out = users[ukey] = {**dict(zip(USER_KEYS[:5], ukey, strict=True)),
+                                     **dict.fromkeys(USER_ROLLUP_SUMS, 0),
+                                     "cost_list": None, "cost_contract": None}
+            for name in USER_ROLLUP_SUMS:
                 out[name] += fine[name]  # type: ignore[operator]
             for name in ("cost_list", "cost_contract"):
                 if fine[name] is not None:
                     out[name] = (out[name] or Decimal(0)) + fine[name]  # type: ignore[operator]
         u = rollup_daily_user.c
         conn.execute(delete(rollup_daily_user).where(u.day >= lo, u.day <= hi))
-        bulk_insert(conn, rollup_daily_user, list(acc.values()))
-        return len(acc)
+        bulk_insert(conn, rollup_daily_user, list(users.values()))
+        return len(rows)
 
     def _priced(self, row: dict[str, object]) -> dict[str, object]:
         row["day"] = as_date(row["day"])
@@ -385,16 +339,6 @@ class RollupEngine:
         conn.execute(delete(rollup_state).where(rollup_state.c.name == name))
         conn.execute(insert(rollup_state).values(name=name, value=value,
                                                  updated_at=dt.datetime.now(UTC)))
-
-
-_TOKEN_COLUMNS = ("input_tokens", "cached_input_tokens", "cache_write_tokens",
-                  "output_tokens", "reasoning_tokens", "audio_input_tokens",
-                  "audio_output_tokens")
-_KEY_NAMES = ("day", "price_date", "model", "service_tier", "is_batch", "endpoint", "team",
-              "project")
-_ERROR_COLUMN = {"rate_limit": "errors_rate_limit", "client": "errors_client",
-                 "server": "errors_server", "network": "errors_network",
-                 "other": "errors_other"}
 
 
 def _stored_closed_months(conn: Connection) -> set[dt.date]:

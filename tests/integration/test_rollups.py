@@ -281,3 +281,69 @@ def test_daily_spend_per_user(engine):
     # the per-user rows add up to the daily rollup
     total = sum((r.cost_list or Decimal(0)) for r in rows.values())
     assert total == sum((r["cost_list"] or Decimal(0)) for r in daily(engine))
+
+
+def _all_rows(engine) -> dict[str, list[tuple]]:
+    from models.schema import rollup_daily_user
+
+    with engine.connect() as conn:
+        return {t.name: sorted(tuple(r) for r in conn.execute(select(t)))
+                for t in (rollup_daily, rollup_monthly, rollup_daily_user)}
+
+
+def test_rebuild_with_parallel_readers_equals_one_reader(engine, monkeypatch):
+    """A rebuild reads several days at once on connections of its own; the rows are the
+    same as with one reader in the rollup's own transaction (40 days, two months, two
+    timezones' worth of boundaries, errors, streams, users)."""
+    import models.rollups as rollups
+
+    t0 = dt.datetime(2026, 4, 10, 3, tzinfo=UTC)
+    EventStore(engine).insert([
+        ev(t0 + dt.timedelta(hours=7 * i), model=("gpt-4o", "mystery")[i % 2],
+           team=("search", None, "ads")[i % 3], user=(f"u{i % 4}" if i % 5 else None),
+           streamed=bool(i % 2), ttft_ms=(40.0 * i if i % 2 else None),
+           latency_ms=float(13 * i), error_kind=("rate_limit" if i % 7 == 0 else None),
+           attempts=1 + i % 3)
+        for i in range(140)])
+    monkeypatch.setattr(rollups, "_MAX_READERS", 1)
+    RollupEngine(engine, timezone="Asia/Kolkata", prices=Book()).run(rebuild=True)
+    one = _all_rows(engine)
+    monkeypatch.setattr(rollups, "_MAX_READERS", 4)
+    monkeypatch.setattr(rollups.os, "cpu_count", lambda: 4)
+    reads: list[str] = []
+    real = RollupEngine._read_apart
+    monkeypatch.setattr(RollupEngine, "_read_apart", lambda self, lo, hi: (
+        reads.append(str(lo)), real(self, lo, hi))[1])
+    result = RollupEngine(engine, timezone="Asia/Kolkata", prices=Book()).run(rebuild=True)
+    assert len(reads) == len(result.days) > 30  # every day was read apart
+    assert _all_rows(engine) == one
+    assert len(one["rollup_daily"]) > 40 and len(one["rollup_daily_user"]) > 40
+    assert [r[0] for r in one["rollup_monthly"]][:1] == [dt.date(2026, 4, 1)]
+
+
+def test_overlap_day_reread_only_when_it_gained_events(engine):
+    """Events ingested just before the last run (inside the watermark's overlap) name
+    their day again on the next run; it is re-aggregated only if it holds events the
+    last run did not count (a late commit), not every time."""
+    from sqlalchemy import text
+
+    store = EventStore(engine)
+    store.insert([ev(dt.datetime(2026, 5, 1, h, tzinfo=UTC)) for h in (9, 10)])
+    roll = RollupEngine(engine, prices=Book())
+    assert roll.run().days == [dt.date(2026, 5, 1)]
+    assert roll.run().days == []  # inside the overlap, nothing new: not re-read
+    # an insert that committed after the last run but was stamped before its watermark
+    with engine.connect() as conn:
+        mark = conn.execute(text(
+            "SELECT value FROM rollup_state WHERE name = 'watermark'")).scalar()
+    stamped = dt.datetime.fromisoformat(mark) - dt.timedelta(minutes=1)
+    late = ev(dt.datetime(2026, 5, 1, 11, tzinfo=UTC), output_tokens=7)
+    store.insert([late])
+    from models.schema import usage_events
+
+    with engine.begin() as conn:
+        conn.execute(usage_events.update().where(usage_events.c.id == late.id)
+                     .values(ingested_at=stamped))
+    assert roll.run().days == [dt.date(2026, 5, 1)]
+    may1 = next(r for r in daily(engine) if r["day"] == dt.date(2026, 5, 1))
+    assert (may1["requests"], may1["output_tokens"]) == (3, 207)
