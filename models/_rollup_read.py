@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, Date, case, cast, func, literal_column, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from models._rollup_sql import bucket, offset_segments
+from models._rollup_sql import bucket
 from models.schema import LATENCY_EDGES_MS, ROLLUP_SUMS, usage_events
 from models.types import as_date
 
@@ -68,27 +68,32 @@ def tune_postgresql(conn: Connection) -> None:
     conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
 
 
-def read_groups(conn: Connection, tz_name: str, start: dt.datetime,
+def read_groups(conn: Connection, day: dt.date, start: dt.datetime,
                 end: dt.datetime) -> Groups:
-    """The events with ``start <= ts < end`` (UTC instants), grouped and folded."""
+    """The events of the local ``day`` (``start <= ts < end``, its UTC bounds),
+    grouped and folded. The day is not a key: it is one day. The UTC date (which
+    sets the price) is, unless the day is a UTC day."""
     dialect = conn.dialect.name
     e = usage_events.c
-    local = _local_date(dialect, tz_name, e.ts, start, end)
-    utc = utc_date(dialect, e.ts)
-    same_day = tz_name == "UTC"
-    days = [local] if same_day else [local, utc]
+    utc_day = start == dt.datetime.combine(day, dt.time(0), dt.UTC) and (
+        end - start == dt.timedelta(days=1))
     # Highest cardinality first: the sort compares fewer keys per pair of events.
     keys = [e.user, func.coalesce(e.model, e.model_requested, ""), e.project, e.team,
             _bucket(dialect, e.latency_ms), _bucket(dialect, e.ttft_ms), e.error_kind,
-            e.streamed, e.usage_reported, e.endpoint, e.service_tier, e.is_batch, *days]
+            e.streamed, e.usage_reported, e.endpoint, e.service_tier, e.is_batch]
+    if not utc_day:
+        keys.append(utc_date(dialect, e.ts))
     sums = [func.count(), func.sum(case((e.attempts > 1, e.attempts - 1), else_=0)),
             *(func.sum(e[name]) for name in TOKEN_COLUMNS), func.sum(e.latency_ms),
             func.sum(e.ttft_ms)]
     query = select(*keys, *sums).where(e.ts >= start, e.ts < end).group_by(*keys)
-    return _fold(conn.execute(query), same_day)  # type: ignore[arg-type]
+    return _fold(conn.execute(query), day, day if utc_day else None)  # type: ignore[arg-type]
 
 
-def _fold(rows: Iterable[tuple[object, ...]], same_day: bool) -> Groups:
+def _fold(rows: Iterable[tuple[object, ...]], day: dt.date,
+          price_day: dt.date | None) -> Groups:
+    """Fold the grouped rows of ``day``; ``price_day`` is the UTC date of them all,
+    or None when each row ends with its own."""
     groups = Groups()
     daily, users = groups.daily, groups.users
     n_sums = len(ROLLUP_SUMS)
@@ -96,12 +101,12 @@ def _fold(rows: Iterable[tuple[object, ...]], same_day: bool) -> Groups:
     for r in rows:
         (user, model, project, team, lat, ttft, kind, streamed, reported, endpoint, tier,
          batch) = r[:12]
-        if same_day:
-            day = price_date = r[12]
-            n, retries, *tokens, lat_sum, ttft_sum = r[13:]
+        if price_day is not None:
+            price_date: object = price_day
+            n, retries, *tokens, lat_sum, ttft_sum = r[12:]
         else:
-            day, price_date = r[12], r[13]
-            n, retries, *tokens, lat_sum, ttft_sum = r[14:]
+            price_date = as_date(r[12])
+            n, retries, *tokens, lat_sum, ttft_sum = r[13:]
         team = team or ""
         project = project or ""
         tier = tier or ""
@@ -143,11 +148,8 @@ def _fold(rows: Iterable[tuple[object, ...]], same_day: bool) -> Groups:
 
 
 def keyed(key: tuple[object, ...], names: tuple[str, ...]) -> dict[str, object]:
-    """A grouped key as a row dict, with the dates as dates."""
-    row = dict(zip(names, key, strict=True))
-    row["day"] = as_date(row["day"])
-    row["price_date"] = as_date(row["price_date"])
-    return row
+    """A grouped key as a row dict."""
+    return dict(zip(names, key, strict=True))
 
 
 def _bucket(dialect: str, col: ColumnElement[float]) -> ColumnElement[object]:
@@ -161,18 +163,3 @@ def utc_date(dialect: str, ts: ColumnElement[dt.datetime]) -> ColumnElement[obje
     if dialect == "postgresql":
         return cast(func.timezone("UTC", ts), Date)
     return func.substr(ts, 1, 10)
-
-
-def _local_date(dialect: str, tz_name: str, ts: ColumnElement[dt.datetime],
-                start: dt.datetime, end: dt.datetime) -> ColumnElement[object]:
-    if dialect == "postgresql":
-        return cast(func.timezone(tz_name, ts), Date)
-    from zoneinfo import ZoneInfo
-
-    segments = offset_segments(ZoneInfo(tz_name), start, end)
-    if len(segments) == 1 and segments[0][1] == 0:
-        return func.substr(ts, 1, 10)
-    whens = [(ts < seg_end, func.date(ts, f"{minutes:+d} minutes"))
-             for seg_end, minutes in segments[:-1]]
-    last = func.date(ts, f"{segments[-1][1]:+d} minutes")
-    return case(*whens, else_=last) if whens else last

@@ -1,20 +1,17 @@
-"""SQL expressions and small date helpers of the rollups (``models.rollups``):
-histogram buckets, the driver-level bulk insert, contiguous day ranges and a
-timezone's UTC-offset segments."""
+"""SQL helpers of the rollups (``models.rollups``): histogram buckets and the
+driver-level bulk insert."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Table, case, literal_column, null
 from sqlalchemy.sql.elements import ColumnElement
 
 from models.schema import LATENCY_EDGES_MS
 
-__all__ = ["bucket", "bulk_insert", "contiguous", "offset_segments", "split_days"]
+__all__ = ["bucket", "bulk_insert"]
 
 
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, object]]) -> None:
@@ -55,40 +52,3 @@ def bucket(col: ColumnElement[float]) -> ColumnElement[object]:
     whens += [(col < literal_column(str(edge)), literal_column(str(i)))
               for i, edge in enumerate(LATENCY_EDGES_MS)]
     return case(*whens, else_=literal_column(str(len(LATENCY_EDGES_MS))))
-
-
-
-def contiguous(days: Sequence[dt.date]) -> list[tuple[dt.date, dt.date]]:
-    ranges: list[tuple[dt.date, dt.date]] = []
-    for d in sorted(days):
-        if ranges and (d - ranges[-1][1]).days == 1:
-            ranges[-1] = (ranges[-1][0], d)
-        else:
-            ranges.append((d, d))
-    return ranges
-
-
-def split_days(lo: dt.date, hi: dt.date, size: int) -> Iterable[tuple[dt.date, dt.date]]:
-    while lo <= hi:
-        end = min(hi, lo + dt.timedelta(days=size - 1))
-        yield lo, end
-        lo = end + dt.timedelta(days=1)
-
-
-def offset_segments(tz: ZoneInfo, start: dt.datetime,
-                     end: dt.datetime) -> list[tuple[dt.datetime, int]]:
-    """[(UTC instant where the segment ends, offset in minutes)] covering start..end:
-    the zone's UTC offset is constant within each segment (found by probing every 15
-    minutes, the finest step any zone's transitions use)."""
-    segments: list[tuple[dt.datetime, int]] = []
-    step = dt.timedelta(minutes=15)
-    t = start
-    current = int(start.astimezone(tz).utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
-    while t < end:
-        t += step
-        offset = int(min(t, end).astimezone(tz).utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
-        if offset != current:
-            segments.append((t, current))
-            current = offset
-    segments.append((end, current))
-    return segments

@@ -43,7 +43,7 @@ from models._rollup_read import (
     tune_postgresql,
     utc_date,
 )
-from models._rollup_sql import bulk_insert, contiguous, split_days
+from models._rollup_sql import bulk_insert
 from models.costs import Tokens, cost_of
 from models.database import begin_write
 from models.schema import (
@@ -64,7 +64,6 @@ __all__ = ["OVERLAP", "RollupEngine", "RollupResult", "day_bounds", "local_day"]
 UTC = dt.UTC
 OVERLAP = dt.timedelta(minutes=5)
 _LOCK_KEY = 0x5350_524C  # "SPRL": one rollup writer at a time on PostgreSQL
-_RANGE_DAYS = 1  # days per grouped read: small sorts, progress per day, bounded memory
 _MAX_READERS = 4  # grouped reads at once on a rebuild (see RollupEngine._read_chunks)
 Progress = Callable[[int, int], None]
 
@@ -148,12 +147,8 @@ class RollupEngine:
             closed = self._closed(conn)
             result.skipped_closed = [d for d in days if d.replace(day=1) in closed]
             days = [d for d in days if d.replace(day=1) not in closed]
-            chunks = [chunk for lo, hi in contiguous(days)
-                      for chunk in split_days(lo, hi, _RANGE_DAYS)]
-            done = 0
-            for (lo, hi), groups in self._read_chunks(conn, chunks):
-                result.rows += self._write_range(conn, lo, hi, groups)
-                done += (hi - lo).days + 1
+            for done, (day, groups) in enumerate(self._read_days(conn, days), 1):
+                result.rows += self._write_day(conn, day, groups)
                 if progress is not None:
                     progress(done, len(days))
             months = sorted({d.replace(day=1) for d in days})
@@ -213,51 +208,47 @@ class RollupEngine:
         return int(events or 0) != int(rolled or 0)
 
     # -- aggregation -----------------------------------------------------------------------
-    def _read_chunks(self, conn: Connection, chunks: list[tuple[dt.date, dt.date]]
-                     ) -> Iterator[tuple[tuple[dt.date, dt.date], Groups]]:
-        """The grouped events of each chunk of days, in order. Several chunks are read
-        at once on connections of their own, one per core (up to _MAX_READERS): the
-        database sorts while Python folds and writes, and a rebuild on two cores
-        takes about half the time. At most one chunk per reader waits, so memory
-        stays bounded. The chunks' rows are written here, in this transaction."""
+    def _read_days(self, conn: Connection, days: list[dt.date]
+                   ) -> Iterator[tuple[dt.date, Groups]]:
+        """The grouped events of each day, in order, one grouped read per day (small
+        sorts, progress per day, bounded memory). Several days are read at once on
+        connections of their own, one per core (up to _MAX_READERS): the database
+        sorts while Python folds and writes. At most one day per reader waits, so
+        memory stays bounded. The rows are written by the caller, in its transaction."""
         readers = min(_MAX_READERS, os.cpu_count() or 1)
-        if len(chunks) < 2 or readers < 2:
-            for chunk in chunks:
-                yield chunk, self._read(conn, *chunk)
+        if len(days) < 2 or readers < 2:
+            for day in days:
+                yield day, self._read(conn, day)
             return
         with ThreadPoolExecutor(readers, thread_name_prefix="spendwatch-rollup") as pool:
-            pending: deque[tuple[tuple[dt.date, dt.date], Future[Groups]]] = deque()
-            for chunk in chunks:
-                pending.append((chunk, pool.submit(self._read_apart, *chunk)))
+            pending: deque[tuple[dt.date, Future[Groups]]] = deque()
+            for day in days:
+                pending.append((day, pool.submit(self._read_apart, day)))
                 if len(pending) > readers:
-                    done, future = pending.popleft()
-                    yield done, future.result()
+                    first, future = pending.popleft()
+                    yield first, future.result()
             while pending:
-                done, future = pending.popleft()
-                yield done, future.result()
+                first, future = pending.popleft()
+                yield first, future.result()
 
-    def _read_apart(self, lo: dt.date, hi: dt.date) -> Groups:
+    def _read_apart(self, day: dt.date) -> Groups:
         with self.engine.connect() as conn, conn.begin():
             if self.dialect == "postgresql":
                 tune_postgresql(conn)
-            return self._read(conn, lo, hi)
+            return self._read(conn, day)
 
-    def _read(self, conn: Connection, lo: dt.date, hi: dt.date) -> Groups:
-        start, _ = day_bounds(lo, self.tz)
-        _, end = day_bounds(hi, self.tz)
-        return read_groups(conn, self.tz_name, start, end)
+    def _read(self, conn: Connection, day: dt.date) -> Groups:
+        return read_groups(conn, day, *day_bounds(day, self.tz))
 
-    def _write_range(self, conn: Connection, lo: dt.date, hi: dt.date,
-                     groups: Groups) -> int:
-        """Replace the daily and per-user rows of the local days lo..hi with
-        ``groups`` (one grouped read of their events, see ``models._rollup_read``)."""
+    def _write_day(self, conn: Connection, day: dt.date, groups: Groups) -> int:
+        """Replace the daily and per-user rows of the local ``day`` with ``groups``
+        (one grouped read of its events, see ``models._rollup_read``)."""
         rows = []
         for key, sums in groups.daily.items():
             row = keyed(key, DAILY_KEYS)
             row.update(zip(ROLLUP_SUMS, sums, strict=True))
             rows.append(self._priced(row))
-        conn.execute(delete(rollup_daily).where(rollup_daily.c.day >= lo,
-                                                rollup_daily.c.day <= hi))
+        conn.execute(delete(rollup_daily).where(rollup_daily.c.day == day))
         bulk_insert(conn, rollup_daily, rows)
         users: dict[tuple[object, ...], dict[str, object]] = {}
         for key, measures in groups.users.items():
@@ -275,7 +266,7 @@ class RollupEngine:
                 if fine[name] is not None:
                     out[name] = (out[name] or Decimal(0)) + fine[name]  # type: ignore[operator]
         u = rollup_daily_user.c
-        conn.execute(delete(rollup_daily_user).where(u.day >= lo, u.day <= hi))
+        conn.execute(delete(rollup_daily_user).where(u.day == day))
         bulk_insert(conn, rollup_daily_user, list(users.values()))
         return len(rows)
 
@@ -304,27 +295,33 @@ class RollupEngine:
         return row
 
     def _rebuild_month(self, conn: Connection, month: dt.date) -> None:
+        """The month's rows from its daily rows: the counts summed by the database
+        (exact for integers), money and the price rows used merged here (SQLite keeps
+        money as decimal text, which its SUM would turn into a float)."""
         next_month = (month + dt.timedelta(days=32)).replace(day=1)
         d = rollup_daily.c
-        daily = conn.execute(select(rollup_daily).where(d.day >= month, d.day < next_month))
+        in_month = (d.day >= month, d.day < next_month)
+        keys = [d[k] for k in MONTHLY_KEYS[1:]]
+        measures = (*ROLLUP_SUMS, "unpriced_tokens")
         merged: dict[tuple[object, ...], dict[str, object]] = {}
-        for r in daily:
-            src = r._mapping
-            key = (month, *(src[k] for k in MONTHLY_KEYS[1:]))
-            out = merged.get(key)
-            if out is None:
-                out = merged[key] = {"month": month, **{k: src[k] for k in MONTHLY_KEYS[1:]},
-                                     **dict.fromkeys(ROLLUP_SUMS, 0), "cost_list": None,
-                                     "cost_contract": None, "price_ref": None,
-                                     "contract_ref": None, "unpriced_tokens": 0}
-            for name in (*ROLLUP_SUMS, "unpriced_tokens"):
-                out[name] += src[name]  # type: ignore[operator]
-            for name in ("cost_list", "cost_contract"):
-                if src[name] is not None:
-                    out[name] = (out[name] or Decimal(0)) + src[name]  # type: ignore[operator]
-            for name in ("price_ref", "contract_ref"):
-                if src[name] and out[name] != src[name]:
-                    out[name] = src[name] if out[name] is None else "several (see daily rows)"
+        for r in conn.execute(select(*keys, *(func.sum(d[m]) for m in measures))
+                              .where(*in_month).group_by(*keys)):
+            key = (month, *r[:len(keys)])
+            merged[key] = {**dict(zip(MONTHLY_KEYS, key, strict=True)),
+                           **{m: _number(v) for m, v in zip(measures, r[len(keys):],
+                                                            strict=True)},
+                           "cost_list": None, "cost_contract": None, "price_ref": None,
+                           "contract_ref": None}
+        money = ("cost_list", "cost_contract", "price_ref", "contract_ref")
+        for r in conn.execute(select(*keys, *(d[m] for m in money)).where(*in_month)):
+            out = merged[(month, *r[:len(keys)])]
+            cost_list, cost_contract, price_ref, contract_ref = r[len(keys):]
+            for name, value in (("cost_list", cost_list), ("cost_contract", cost_contract)):
+                if value is not None:
+                    out[name] = (out[name] or Decimal(0)) + value  # type: ignore[operator]
+            for name, ref in (("price_ref", price_ref), ("contract_ref", contract_ref)):
+                if ref and out[name] != ref:
+                    out[name] = ref if out[name] is None else "several (see daily rows)"
         conn.execute(delete(rollup_monthly).where(rollup_monthly.c.month == month))
         bulk_insert(conn, rollup_monthly, list(merged.values()))
 
@@ -339,6 +336,11 @@ class RollupEngine:
         conn.execute(delete(rollup_state).where(rollup_state.c.name == name))
         conn.execute(insert(rollup_state).values(name=name, value=value,
                                                  updated_at=dt.datetime.now(UTC)))
+
+
+def _number(value: object) -> object:
+    """A SUM as Python returns it: PostgreSQL sums bigints as numeric (Decimal)."""
+    return int(value) if isinstance(value, Decimal) else value
 
 
 def _stored_closed_months(conn: Connection) -> set[dt.date]:

@@ -312,8 +312,8 @@ def test_rebuild_with_parallel_readers_equals_one_reader(engine, monkeypatch):
     monkeypatch.setattr(rollups.os, "cpu_count", lambda: 4)
     reads: list[str] = []
     real = RollupEngine._read_apart
-    monkeypatch.setattr(RollupEngine, "_read_apart", lambda self, lo, hi: (
-        reads.append(str(lo)), real(self, lo, hi))[1])
+    monkeypatch.setattr(RollupEngine, "_read_apart", lambda self, day: (
+        reads.append(str(day)), real(self, day))[1])
     result = RollupEngine(engine, timezone="Asia/Kolkata", prices=Book()).run(rebuild=True)
     assert len(reads) == len(result.days) > 30  # every day was read apart
     assert _all_rows(engine) == one
