@@ -1,5 +1,7 @@
 """Which price applies to a model on a day: the organisation's own rows first, then
-the list prices bundled with ``genai-prices`` (offline).
+the ``genai-prices`` list prices: the data ``spendwatch prices update`` stored in the
+database (``models.price_library``) when there is some, else the data bundled with the
+library (offline).
 
 A :class:`PriceRow` is what a cost is computed from; its ``ref`` is recorded beside
 the cost and its ``why`` explains the choice in one sentence.
@@ -172,9 +174,18 @@ class PriceBook:
 
     @classmethod
     def load(cls, engine: Engine) -> PriceBook:
-        """The org rows stored in ``engine`` plus the bundled genai-prices data."""
+        """The org rows stored in ``engine`` plus the genai-prices data in use: the data
+        stored by ``spendwatch prices update`` (``price_library``), else the bundled data.
+        ``library_label`` names which."""
+        from models.price_library import library_in_use
+
         with engine.connect() as conn:
-            return cls(read_org_prices(conn))
+            rows = read_org_prices(conn)
+            stored = library_in_use(conn)
+        if stored is None:
+            return cls(rows)
+        snapshot, providers = stored
+        return cls(rows, library=providers, library_label=snapshot.label)
 
     @classmethod
     def from_rows(cls, org_rows: Sequence[OrgPrice]) -> PriceBook:

@@ -440,6 +440,23 @@ reconcile_runs = Table(
     Column("message", Text),
 )
 
+#: genai-prices data fetched by ``spendwatch prices update``: the raw provider JSON as
+#: fetched. List prices come from the row ``in_use`` (at most one), else from the data
+#: bundled with the library (``spendwatch prices update --bundled`` clears ``in_use``;
+#: rows are kept so that a price ref naming ``price_library #ID`` can be traced).
+price_library = Table(
+    "price_library",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fetched_at", UTCDateTime(), nullable=False),
+    Column("source_url", String(2000), nullable=False),
+    Column("content", Text, nullable=False, comment="the provider JSON array as fetched"),
+    Column("sha256", String(64), nullable=False, comment="hex sha256 of content (UTF-8)"),
+    Column("openai_models", Integer, nullable=False),
+    Column("in_use", Boolean, nullable=False),
+    UniqueConstraint("sha256", name="uq_price_library_sha256"),
+)
+
 __all__ += ["CHARGEBACK_COUNTS", "allocation_files", "billed_costs",
             "chargeback_corrections", "chargeback_snapshot", "month_close_log",
-            "month_closes", "reconcile_runs"]
+            "month_closes", "price_library", "reconcile_runs"]

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from spendwatch.cli_common import open_engine
+from spendwatch.cli_price_update import add_arguments as add_update_arguments
+from spendwatch.cli_price_update import cmd_prices_update
 from spendwatch.settings import Settings
 
 if TYPE_CHECKING:
-    from genai_prices.types import ModelInfo, Provider
     from sqlalchemy import Engine
 
     from models.pricing import OrgPrice, PriceBook, PriceRow
@@ -50,9 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``prices apply|list|show|check|update`` to ``subparsers``."""
     prices = subparsers.add_parser(
         "prices", help="price tables: apply the organisation's prices, show which applies",
-        description="List prices come from the genai-prices library bundled with spendwatch; "
-                    "the organisation's own table adds contracted prices and models the "
-                    "library does not know.")
+        description="List prices come from the genai-prices library: the data bundled with "
+                    "spendwatch, or the data `spendwatch prices update` stored in the "
+                    "database; the organisation's own table adds contracted prices and "
+                    "models the library does not know.")
     sub = prices.add_subparsers(dest="prices_command", metavar="ACTION", required=True)
 
     apply = sub.add_parser("apply", help="check a price file and store its rows",
@@ -79,8 +79,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     sub.add_parser("check", help="models seen in usage events that have no list price today "
                                  "(exit 1 if any)").set_defaults(handler=cmd_prices_check)
-    sub.add_parser("update", help="fetch genai-prices' current data and compare it with the "
-                                  "bundled data").set_defaults(handler=cmd_prices_update)
+    update = sub.add_parser(
+        "update", help="fetch genai-prices' current data and price with it from now on",
+        description="Fetch genai-prices' current price data, check it, store it in the "
+                    "database (shared by the scheduler, the dashboard and the command line) "
+                    "and say which OpenAI list prices changed and from which day to reprice.")
+    add_update_arguments(update)
+    update.set_defaults(handler=cmd_prices_update)
 
 
 # -- handlers -------------------------------------------------------------------------
@@ -146,7 +151,7 @@ def cmd_prices_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_prices_show(args: argparse.Namespace, settings: Settings) -> int:
-    from models.pricing import LIBRARY_LABEL, PriceBook
+    from models.pricing import PriceBook
 
     on: dt.date = args.at or _today()
     engine = _engine(settings)
@@ -164,7 +169,7 @@ def cmd_prices_show(args: argparse.Namespace, settings: Settings) -> int:
         _print_row(listed)
     else:
         print(f"  none: {args.model} is unpriced on {on.isoformat()} (neither org_prices nor "
-              f"{LIBRARY_LABEL} has a price for it); its tokens are counted but not costed. "
+              f"{book.library_label} has a price for it); its tokens are counted but not costed. "
               f"Add a [[price]] entry with kind = \"list\" to a price file and run "
               f"`spendwatch prices apply FILE`")
     print("\ncontract price:")
@@ -199,29 +204,6 @@ def cmd_prices_check(args: argparse.Namespace, settings: Settings) -> int:
     print("fix: add a [[price]] entry with kind = \"list\" for each to a price file and run "
           "`spendwatch prices apply FILE` (or correct the model name in the application)")
     return 1
-
-
-def cmd_prices_update(args: argparse.Namespace, settings: Settings) -> int:
-    from genai_prices import UpdatePrices
-
-    from models.pricing import LIBRARY_LABEL
-
-    updater = UpdatePrices()
-    try:
-        snapshot = updater.fetch()
-    except Exception as exc:  # network, HTTP status, JSON and validation errors alike
-        reason = (str(exc).strip().splitlines() or [""])[0]
-        print(f"spendwatch: cannot fetch current prices from {updater.url} "
-              f"({type(exc).__name__}{': ' + reason if reason else ''}); the bundled "
-              f"{LIBRARY_LABEL} data keeps working offline", file=sys.stderr)
-        return 1
-    if snapshot is None:
-        print("the price source returned no data; the bundled "
-              f"{LIBRARY_LABEL} data keeps working", file=sys.stderr)
-        return 1
-    for line in _compare(snapshot.providers):
-        print(line)
-    return 0
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -313,29 +295,3 @@ def _print_row(row: PriceRow) -> None:
     lines.append(("why", row.why))
     for label, text in lines:
         print(f"  {label.ljust(14)}  {text}")
-
-
-def _compare(fetched: Sequence[Provider]) -> list[str]:
-    """How the fetched genai-prices data differs from the bundled data for OpenAI."""
-    from genai_prices.data import providers as bundled
-
-    from models.pricing import LIBRARY_LABEL
-
-    def openai(providers: Sequence[Provider]) -> dict[str, ModelInfo]:
-        found = next((p for p in providers if p.id == "openai"), None)
-        return {m.id: m for m in (found.models if found else [])}
-
-    now = dt.datetime.now(dt.UTC)
-    new, old = openai(fetched), openai(bundled)
-    differ = sorted(k for k in new.keys() & old.keys()
-                    if new[k].get_prices(now) != old[k].get_prices(now))
-    added = sorted(new.keys() - old.keys())
-    return [
-        f"fetched current genai-prices data: {len(new)} OpenAI models (the bundled "
-        f"{LIBRARY_LABEL} data has {len(old)})",
-        f"today's standard price differs for {len(differ)}: {', '.join(differ) or '-'}",
-        f"not in the bundled data: {len(added)}: {', '.join(added) or '-'}",
-        "nothing was stored: costs keep using the bundled data (the price refs name it); "
-        "upgrade it with `pip install -U genai-prices`, or add org rows with kind = \"list\" "
-        "via `spendwatch prices apply FILE`",
-    ]
