@@ -48,7 +48,8 @@ __all__ = [
 FETCH_TIMEOUT = 10.0
 _MAX_BYTES = 64 * 1024 * 1024  # the real file is under 2 MB
 
-_parsed: dict[str, list[gp.Provider]] = {}
+_KEEP_PARSED = 2
+_parsed: dict[str, list[gp.Provider]] = {}  # by sha256, oldest first
 _parsed_lock = threading.Lock()
 
 
@@ -167,8 +168,7 @@ def library_in_use(conn: Connection) -> tuple[LibrarySnapshot, list[gp.Provider]
         content = conn.execute(select(price_library.c.content)
                                .where(price_library.c.id == snapshot.id)).scalar_one()
         providers = parse_library(content, f"price_library #{snapshot.id}")
-        with _parsed_lock:
-            _parsed[snapshot.sha256] = providers
+        _remember(snapshot.sha256, providers)
     return snapshot, providers
 
 
@@ -201,8 +201,7 @@ def store_library(engine: Engine, fetched: FetchedLibrary,
             if attempt:  # pragma: no cover - a second concurrent insert of the same data
                 raise
             continue  # another process stored the same data at the same moment
-        with _parsed_lock:
-            _parsed[fetched.sha256] = fetched.providers
+        _remember(fetched.sha256, fetched.providers)
         return StoreResult(status, snapshot, previous)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -231,6 +230,16 @@ def _in_use(conn: Connection) -> LibrarySnapshot | None:
         return None
     return LibrarySnapshot(int(row.id), row.fetched_at, str(row.source_url), str(row.sha256),
                            int(row.openai_models), True)
+
+
+def _remember(sha256: str, providers: list[gp.Provider]) -> None:
+    """Cache parsed data by sha256; only the last few (a long-running process that sees
+    several updates keeps the data in use and the one before it)."""
+    with _parsed_lock:
+        _parsed.pop(sha256, None)
+        _parsed[sha256] = providers
+        while len(_parsed) > _KEEP_PARSED:
+            del _parsed[next(iter(_parsed))]
 
 
 def _sha256(content: str) -> str:
