@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Protocol
 
-from models.events import UsageEvent
+from models.events import UsageEvent, event_values
 from spendwatch.errors import DatabaseUnavailableError, SchemaOutdatedError
 from spendwatch.settings import Settings
 
@@ -47,9 +47,12 @@ _BACKOFF_MAX = 10.0
 
 
 class EventSource(Protocol):
-    """Anything the writer can turn into a :class:`UsageEvent`."""
+    """Anything the writer can turn into a :class:`UsageEvent`, or straight into the
+    values of one (what it inserts)."""
 
     def to_event(self) -> UsageEvent: ...
+
+    def event_values(self) -> tuple[object, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -230,19 +233,23 @@ class EventSink:
         first = True
         while self._queue and (first or self._stop or len(self._queue) >= self._batch):
             first = False
-            batch: list[UsageEvent] = []
+            # The values of each event, not a UsageEvent: a recorded call builds them
+            # directly (the dataclass is built only when a batch goes to the spool).
+            batch: list[tuple[object, ...]] = []
             popleft = self._queue.popleft
             taken = 0
             try:
                 for _ in range(self._batch):
                     item = popleft()
                     taken += 1
-                    batch.append(item if type(item) is UsageEvent else _to_event(item))
+                    values = (event_values(item) if type(item) is UsageEvent
+                              else _to_values(item))
+                    if values is not None:
+                        batch.append(values)
                     if not taken % _SLICE:
                         time.sleep(0)  # hand the GIL to the application's threads
             except IndexError:
                 pass
-            batch = [e for e in batch if e is not None]
             self._write(batch)
             self._processed += taken
             with self._done:
@@ -260,16 +267,16 @@ class EventSink:
                 log.info("spendwatch: recording usage events to %s", redact(engine.url))
         return self._store
 
-    def _write(self, batch: list[UsageEvent]) -> None:
+    def _write(self, batch: list[tuple[object, ...]]) -> None:
         if time.monotonic() < self._retry_at:
-            self._spool_now(batch)
+            self._spool_now([UsageEvent(*v) for v in batch])
             return
         try:
             store = self._get_store()
-            store.insert(batch)  # type: ignore[attr-defined]
+            store.insert_values(batch)  # type: ignore[attr-defined]
         except Exception as exc:
             self._failed(exc)
-            self._spool_now(batch)
+            self._spool_now([UsageEvent(*v) for v in batch])
             return
         self._written += len(batch)
         if not self._db_ok:
@@ -316,9 +323,18 @@ class EventSink:
 
 
 def _to_event(item: object) -> UsageEvent | None:
-    """A queued call becomes its event here, on the writer thread."""
+    """A queued call becomes its event (to spool it after the sink is closed)."""
     try:
         return item.to_event()  # type: ignore[attr-defined]
+    except Exception:
+        log.exception("spendwatch: could not build a usage event")
+        return None
+
+
+def _to_values(item: object) -> tuple[object, ...] | None:
+    """A queued call becomes the values of its event here, on the writer thread."""
+    try:
+        return item.event_values()  # type: ignore[attr-defined,no-any-return]
     except Exception:
         log.exception("spendwatch: could not build a usage event")
         return None

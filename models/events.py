@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import asdict, dataclass, field, fields
+from operator import attrgetter
 
-__all__ = ["ERROR_KINDS", "TOKEN_FIELDS", "UsageEvent", "classify_error"]
+__all__ = ["ERROR_KINDS", "EVENT_FIELDS", "TOKEN_FIELDS", "UsageEvent", "classify_error",
+           "event_values"]
 
 #: Token counts kept per event, in OpenAI's meaning: ``input_tokens`` includes the
 #: cached and cache-write tokens, ``output_tokens`` includes reasoning tokens; the
@@ -93,3 +95,16 @@ class UsageEvent:
         values["id"] = uuid.UUID(str(values["id"]))
         values["ts"] = dt.datetime.fromisoformat(str(values["ts"]))
         return cls(**values)  # type: ignore[arg-type]
+
+
+#: The fields of :class:`UsageEvent` in order (the ``usage_events`` columns without
+#: ``ingested_at``). The sink writes an event as the tuple of these values, which a
+#: recorded call builds directly, without an intermediate :class:`UsageEvent`.
+EVENT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(UsageEvent))
+_values = attrgetter(*EVENT_FIELDS)
+
+
+def event_values(event: UsageEvent) -> tuple[object, ...]:
+    """The values of ``event`` in :data:`EVENT_FIELDS` order (``UsageEvent(*values)``
+    rebuilds it)."""
+    return _values(event)  # type: ignore[no-any-return]
