@@ -1,12 +1,21 @@
 """Benchmark of the collector (not a test). Prints, in one run:
 
-1. the median microseconds ``instrument()`` adds to a call against a bare client,
-   on the same local OpenAI-compatible server (sync, async, streaming); rounds of
-   bare and instrumented calls alternate so both see the same machine;
-2. the sink's events/s into SQLite and PostgreSQL beside the raw driver baseline
+1. what ``instrument()`` adds to a call against a bare client on the same local
+   OpenAI-compatible server (sync, async, streaming). Rounds of bare and instrumented
+   calls alternate so both see the same machine (by default a round is one call: on
+   this shared 2-core machine, rounds of 100-500 calls gave an A/A noise floor of
+   +-30 us, one-call rounds +-3 us); every call is timed on its own
+   (``perf_counter_ns``) and the figure is the difference between the medians of the
+   pooled per-call times (a per-round mean is wrecked by one multi-ms hiccup). Beside
+   it: the caller thread's CPU time per call (``thread_time_ns`` around each round),
+   i.e. our added cost without the network's noise, and the sink writer thread's CPU
+   per event (it runs beside the caller, and takes the GIL from it only while the
+   caller computes). An A/A line (two bare clients) gives the noise floor;
+2. the same over an in-memory transport (no sockets), and the recorder alone;
+3. the sink's events/s into SQLite and PostgreSQL beside the raw driver baseline
    measured in the same run (sqlite3 ``executemany``; psycopg binary ``COPY``).
 
-    python -m bench.collector [--rounds 15] [--calls 200] [--events 100000]
+    python -m bench.collector [--rounds 3000] [--calls 1] [--events 100000]
 """
 
 from __future__ import annotations
@@ -15,12 +24,14 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from openai import AsyncOpenAI, OpenAI
@@ -29,20 +40,84 @@ from bench._postgres import scratch_schema
 
 MSG = [{"role": "user", "content": "hi"}]
 
+#: One round: makes its calls, appends each call's wall time (ns) to the list and
+#: returns the caller thread's CPU time for the whole round (ns).
+Round = Callable[[list[int]], int]
 
-def _median_added(bare: Callable[[], float], instrumented: Callable[[], float],
-                  rounds: int) -> tuple[float, float, float]:
-    """(median bare µs/call, median instrumented µs/call, median of per-round deltas)."""
-    b, i, d = [], [], []
+
+@dataclass
+class _Side:
+    """Every call's wall time and every round's caller-thread CPU per call (ns)."""
+
+    wall: list[int] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+
+@dataclass
+class _Result:
+    bare: _Side
+    inst: _Side
+    writer_us: float | None = None  # the sink writer's CPU per event written
+
+    @property
+    def wall_us(self) -> tuple[float, float, float]:
+        b = statistics.median(self.bare.wall) / 1e3
+        i = statistics.median(self.inst.wall) / 1e3
+        return b, i, i - b
+
+    @property
+    def cpu_us(self) -> tuple[float, float, float]:
+        b = statistics.median(self.bare.cpu) / 1e3
+        i = statistics.median(self.inst.cpu) / 1e3
+        return b, i, i - b
+
+
+def _compare(bare: Round, inst: Round, rounds: int, calls: int) -> _Result:
+    """Alternate ``rounds`` rounds of each (the order flips every round)."""
+    res = _Result(_Side(), _Side())
     for r in range(rounds):
-        if r % 2:
-            x, y = bare(), instrumented()
-        else:
-            y, x = instrumented(), bare()
-        b.append(x)
-        i.append(y)
-        d.append(y - x)
-    return statistics.median(b), statistics.median(i), statistics.median(d)
+        pair = ((bare, res.bare), (inst, res.inst))
+        for run, side in (pair if r % 2 else pair[::-1]):
+            side.cpu.append(run(side.wall) / calls)
+    return res
+
+
+def _writer_cpu_ns() -> tuple[int, int]:
+    """(CPU ns of the sink's writer thread so far, events it has written)."""
+    import collector
+
+    sink = collector.get_sink()
+    thread = sink._thread
+    if thread is None or thread.ident is None:
+        return 0, sink.stats().written
+    clock = time.pthread_getcpuclockid(thread.ident)
+    return time.clock_gettime_ns(clock), sink.stats().written
+
+
+def _with_writer(measure: Callable[[], _Result]) -> _Result:
+    """``measure()``, plus the writer thread's CPU per event it wrote meanwhile."""
+    import collector
+
+    collector.flush(30)
+    cpu0, n0 = _writer_cpu_ns()
+    res = measure()
+    collector.flush(30)
+    cpu1, n1 = _writer_cpu_ns()
+    if n1 > n0:
+        res.writer_us = (cpu1 - cpu0) / (n1 - n0) / 1e3
+    return res
+
+
+_HEADER = (f"   {'kind':<10}{'bare':>8}{'instr.':>8}{'added':>8}   "
+           f"{'CPU bare':>9}{'instr.':>8}{'added':>8}   {'writer':>7}")
+
+
+def _row(kind: str, res: _Result) -> str:
+    wb, wi, wd = res.wall_us
+    cb, ci, cd = res.cpu_us
+    writer = "" if res.writer_us is None else f"{res.writer_us:>7.1f}"
+    return (f"   {kind:<10}{wb:>8.0f}{wi:>8.0f}{wd:>+8.1f}   "
+            f"{cb:>9.1f}{ci:>8.1f}{cd:>+8.1f}   {writer}")
 
 
 @contextlib.contextmanager
@@ -59,89 +134,107 @@ def _server_process() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+def _sync_round(client: OpenAI, calls: int, **kwargs: object) -> Round:
+    create = client.chat.completions.create
+    stream = bool(kwargs.get("stream"))
+
+    def run(out: list[int]) -> int:
+        clock, cpu = time.perf_counter_ns, time.thread_time_ns
+        c0 = cpu()
+        for _ in range(calls):
+            t = clock()
+            result = create(model="m", messages=MSG, **kwargs)
+            if stream:
+                for _ in result:
+                    pass
+            out.append(clock() - t)
+        return cpu() - c0
+    return run
+
+
+def _async_round(client: AsyncOpenAI, calls: int, loop: asyncio.AbstractEventLoop) -> Round:
+    create = client.chat.completions.create
+
+    async def go(out: list[int]) -> None:
+        clock = time.perf_counter_ns
+        for _ in range(calls):
+            t = clock()
+            await create(model="m", messages=MSG)
+            out.append(clock() - t)
+
+    def run(out: list[int]) -> int:
+        c0 = time.thread_time_ns()
+        loop.run_until_complete(go(out))
+        return time.thread_time_ns() - c0
+    return run
+
+
 def bench_calls(rounds: int, calls: int) -> None:
     import collector
 
     tmp = tempfile.mkdtemp()
     collector.configure(database_url=f"sqlite:///{tmp}/bench.db", spool_dir=f"{tmp}/spool")
+    load = os.getloadavg()
     with _server_process() as base_url:
         bare = OpenAI(base_url=base_url, api_key="x")
+        bare2 = OpenAI(base_url=base_url, api_key="x")
         inst = collector.instrument(OpenAI(base_url=base_url, api_key="x"))
         abare = AsyncOpenAI(base_url=base_url, api_key="x")
         ainst = collector.instrument(AsyncOpenAI(base_url=base_url, api_key="x"))
-
-        def sync_round(client: OpenAI) -> Callable[[], float]:
-            def run() -> float:
-                t = time.perf_counter()
-                for _ in range(calls):
-                    client.chat.completions.create(model="m", messages=MSG)
-                return (time.perf_counter() - t) / calls * 1e6
-            return run
-
-        def stream_round(client: OpenAI, **kwargs: object) -> Callable[[], float]:
-            def run() -> float:
-                t = time.perf_counter()
-                for _ in range(calls):
-                    for _ in client.chat.completions.create(model="m", messages=MSG,
-                                                            stream=True, **kwargs):
-                        pass
-                return (time.perf_counter() - t) / calls * 1e6
-            return run
-
         loop = asyncio.new_event_loop()
+        for client in (bare, bare2, inst):  # warm up: connections, imports, the writer
+            _sync_round(client, 20)([])
+            _sync_round(client, 5, stream=True)([])
+        for aclient in (abare, ainst):
+            _async_round(aclient, 20, loop)([])
 
-        def async_round(client: AsyncOpenAI) -> Callable[[], float]:
-            async def go() -> None:
-                for _ in range(calls):
-                    await client.chat.completions.create(model="m", messages=MSG)
-
-            def run() -> float:
-                t = time.perf_counter()
-                loop.run_until_complete(go())
-                return (time.perf_counter() - t) / calls * 1e6
-            return run
-
-        for fn in (sync_round(bare), sync_round(inst)):  # warm up both
-            fn()
-        print(f"\n1. added per call: {rounds} alternating rounds of {calls} calls, "
-              f"medians (target <= 15 us)")
-        print(f"   {'kind':<10}{'bare us/call':>14}{'instrumented':>14}{'added us':>10}")
-        with_usage = {"stream_options": {"include_usage": True}}
-        bare2 = OpenAI(base_url=base_url, api_key="x")
-        for kind, b, i in (("A/A", sync_round(bare), sync_round(bare2)),
-                           ("sync", sync_round(bare), sync_round(inst)),
-                           ("async", async_round(abare), async_round(ainst)),
-                           ("streaming", stream_round(bare, **with_usage), stream_round(inst)),
-                           ("stream*", stream_round(bare), stream_round(inst))):
-            mb, mi, md = _median_added(b, i, rounds)
-            print(f"   {kind:<10}{mb:>14.0f}{mi:>14.0f}{md:>10.1f}")
-            collector.flush(30)
+        print(f"\n1. added per call: {rounds} alternating rounds of {calls} calls per "
+              f"variant; local server in its own process (target <= 15 us)")
+        print("   wall: median of every call's time (us); CPU: the caller thread's CPU per\n"
+              "   call (us, median of rounds); writer: the sink thread's CPU per event (us)")
+        print(_HEADER)
+        usage = {"stream_options": {"include_usage": True}}
+        for kind, b, i in (
+                ("A/A", _sync_round(bare, calls), _sync_round(bare2, calls)),
+                ("sync", _sync_round(bare, calls), _sync_round(inst, calls)),
+                ("async", _async_round(abare, calls, loop), _async_round(ainst, calls, loop)),
+                ("streaming", _sync_round(bare, calls, stream=True, **usage),
+                 _sync_round(inst, calls, stream=True)),
+                ("stream*", _sync_round(bare, calls, stream=True),
+                 _sync_round(inst, calls, stream=True))):
+            print(_row(kind, _with_writer(lambda b=b, i=i: _compare(b, i, rounds, calls))),
+                  flush=True)
         loop.close()
         print("   A/A: two bare clients, i.e. the noise floor of this comparison. streaming:\n"
               "   the bare client asks for usage too (include_usage), as the wrapper does for\n"
               "   you; stream*: against one that does not (adds the usage chunk's parsing).")
-        bench_in_memory(rounds)
-        # The part of the added cost that is ours alone, without the network's noise:
-        # build the event and enqueue it, as the wrapper does after the call returns.
-        from openai.types.chat import ChatCompletion
-
-        from collector._recorder import Call, ClientInfo
-        from collector.targets import TARGETS
-
-        result = inst.chat.completions.create(model="m", messages=MSG)
-        assert isinstance(result, ChatCompletion)
-        info = ClientInfo("bench", {"team": "t"}, False, True, sink_put=lambda e: None)
-        n = 20000
-        t = time.perf_counter()
-        for _ in range(n):
-            c = Call(TARGETS[0], info, {"model": "m"})
-            c.succeed_plain(result)
-        per = (time.perf_counter() - t) / n * 1e6
-        print(f"   recorder alone (build the event from a ChatCompletion): {per:.1f} us/call")
+    bench_in_memory(rounds * 2, calls)
+    bench_recorder()
+    end = os.getloadavg()
+    print(f"   load average: {load[0]:.2f} at the start, {end[0]:.2f} at the end "
+          f"(1-minute; 2-core machine)")
     collector.get_sink().close()
 
 
-def bench_in_memory(rounds: int, calls: int = 2000) -> None:
+@contextlib.contextmanager
+def _gc_runs() -> Iterator[list[int]]:
+    """Count the cyclic garbage collector's runs per generation meanwhile."""
+    import gc
+
+    runs = [0, 0, 0]
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            runs[info["generation"]] += 1
+
+    gc.callbacks.append(count)
+    try:
+        yield runs
+    finally:
+        gc.callbacks.remove(count)
+
+
+def bench_in_memory(rounds: int, calls: int) -> None:
     """The real SDK over an in-memory httpx transport: no sockets, no server, so the
     difference that instrument() makes is far above the noise."""
     import json
@@ -166,23 +259,47 @@ def bench_in_memory(rounds: int, calls: int = 2000) -> None:
 
     bare, bare2 = make(), make()
     inst = collector.instrument(make())
+    for client in (bare, bare2, inst):
+        _sync_round(client, 200)([])
+    print(f"\n2. in-memory transport (the real SDK, no socket, no server): {rounds} "
+          f"alternating rounds of {calls} calls; the sink writes to SQLite meanwhile")
+    print(_HEADER)
+    gc_line = []
+    for kind, other in (("A/A", bare2), ("sync", inst)):
+        with _gc_runs() as runs:
+            res = _with_writer(lambda other=other: _compare(
+                _sync_round(bare, calls), _sync_round(other, calls), rounds, calls))
+        print(_row(kind, res), flush=True)
+        per = 1000 / (2 * rounds * calls)
+        gc_line.append(f"{kind} {runs[0] * per:.1f}/{runs[1] * per:.2f}/{runs[2] * per:.3f}")
+    print(f"   garbage collector runs per 1000 calls (gen 0/1/2): {', '.join(gc_line)}; a\n"
+          f"   full (gen 2) run takes ~0.1 s with the SDK loaded, on whichever thread allocates")
 
-    def run(client: OpenAI) -> Callable[[], float]:
-        def go() -> float:
-            t = time.perf_counter()
-            for _ in range(calls):
-                client.chat.completions.create(model="m", messages=MSG)
-            return (time.perf_counter() - t) / calls * 1e6
-        return go
 
-    run(bare)()
-    run(inst)()
-    _, _, aa = _median_added(run(bare), run(bare2), rounds)
-    mb, mi, md = _median_added(run(bare), run(inst), rounds)
-    print(f"   in-memory transport (real SDK, no socket), {rounds} rounds of {calls}: "
-          f"bare {mb:.0f} us, instrumented {mi:.0f} us, added {md:.1f} us "
-          f"(A/A {aa:+.1f} us); sink writes to SQLite meanwhile")
-    collector.flush(30)
+def bench_recorder(n: int = 20000) -> None:
+    """The part of the added cost that is ours alone, without the SDK or the network:
+    record a finished call, as the wrapper does after the call returns (the hand-off
+    to the queue is a no-op here, so no garbage collection is counted)."""
+    from openai.types.chat import ChatCompletion
+
+    from collector._recorder import Call, ClientInfo
+    from collector.targets import TARGETS
+
+    result = ChatCompletion.model_validate({
+        "id": "c", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": "hi"}}],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30}})
+    info = ClientInfo("bench", {"team": "t"}, False, True, sink_put=lambda call: None)
+    target = TARGETS[0]
+    kwargs: dict[str, object] = {"model": "m"}
+    c0, t = time.thread_time_ns(), time.perf_counter()
+    for _ in range(n):
+        Call(target, info, kwargs).succeed_plain(result)
+    per = (time.perf_counter() - t) / n * 1e6
+    cpu = (time.thread_time_ns() - c0) / n / 1e3
+    print(f"   recorder alone (record a ChatCompletion's facts): {per:.1f} us/call "
+          f"wall, {cpu:.1f} us CPU")
 
 
 def _events(n: int) -> list:
@@ -222,6 +339,7 @@ def _sqlite_raw(path: str, events: list) -> float:
     import sqlite3
 
     from models.event_store import _sqlite_row
+    from models.events import event_values
     from models.schema import EVENT_COLUMNS
 
     conn = sqlite3.connect(path, isolation_level=None)
@@ -235,7 +353,7 @@ def _sqlite_raw(path: str, events: list) -> float:
     sql = f"INSERT INTO raw_events ({cols}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     t = time.perf_counter()
-    rows = [_sqlite_row(e, now) for e in events]  # the raw baseline builds tuples too
+    rows = [_sqlite_row(event_values(e), now) for e in events]  # tuples built too
     for i in range(0, len(rows), 1000):
         conn.execute("BEGIN")
         conn.executemany(sql, rows[i:i + 1000])
@@ -249,6 +367,7 @@ def _pg_raw(url: str, events: list) -> float:
     import psycopg
 
     from models.event_store import _pg_row, _pg_type
+    from models.events import event_values
     from models.schema import EVENT_COLUMNS
 
     conninfo = url.replace("postgresql+psycopg://", "postgresql://")
@@ -258,7 +377,7 @@ def _pg_raw(url: str, events: list) -> float:
         conn.execute("CREATE TABLE raw_events (LIKE usage_events INCLUDING ALL)")
         conn.commit()
         t = time.perf_counter()
-        rows = [_pg_row(e, now) for e in events]
+        rows = [_pg_row(event_values(e), now) for e in events]
         for i in range(0, len(rows), 1000):
             with conn.cursor() as cur, cur.copy(
                     f"COPY raw_events ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
@@ -273,7 +392,7 @@ def _pg_raw(url: str, events: list) -> float:
 
 def bench_sink(n: int, repeats: int) -> None:
 
-    print(f"\n2. sink throughput: {n:,} events, median of {repeats} "
+    print(f"\n3. sink throughput: {n:,} events, median of {repeats} "
           f"(targets: >= 60 % of sqlite3, >= 50 % of binary COPY)")
     print(f"   {'database':<12}{'sink ev/s':>12}{'raw ev/s':>12}{'ratio':>8}")
     tmp = Path(tempfile.mkdtemp())
@@ -299,8 +418,9 @@ def bench_sink(n: int, repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3000,
+                        help="alternating rounds per kind (in memory: twice as many)")
+    parser.add_argument("--calls", type=int, default=1, help="calls per round")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
