@@ -67,6 +67,7 @@ def _events(n: int, day_from: int, day_to: int, seed: int) -> list:
 def _load(engine: Engine, events: list, ingested: dt.datetime) -> None:
     """The fastest path, with ingested_at set explicitly (history is old)."""
     from models.event_store import _pg_row, _pg_type, _sqlite_row
+    from models.events import event_values
     from models.schema import EVENT_COLUMNS
 
     cols = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
@@ -79,7 +80,8 @@ def _load(engine: Engine, events: list, ingested: dt.datetime) -> None:
             cur = raw.cursor()
             for i in range(0, len(events), 100_000):
                 cur.execute("BEGIN")
-                cur.executemany(sql, [_sqlite_row(e, stamp) for e in events[i:i + 100_000]])
+                cur.executemany(sql, [_sqlite_row(event_values(e), stamp)
+                                       for e in events[i:i + 100_000]])
                 cur.execute("COMMIT")
         else:
             conn = raw.driver_connection
@@ -87,7 +89,7 @@ def _load(engine: Engine, events: list, ingested: dt.datetime) -> None:
                     f"COPY usage_events ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
                 cp.set_types([_pg_type(c) for c in EVENT_COLUMNS])
                 for e in events:
-                    cp.write_row(_pg_row(e, ingested))
+                    cp.write_row(_pg_row(event_values(e), ingested))
             conn.commit()
     finally:
         raw.close()
