@@ -75,23 +75,19 @@ class ClientInfo:
 class Call:
     """A logical call: one ``create()`` (however many HTTP attempts it took).
 
-    On the caller's thread it only gathers facts (timings, attempts, token counts,
+    On the caller's thread it only gathers facts (timings, attempts, the usage object,
     the error's class and status) and is queued as it is; the sink's writer thread
     turns it into a row (:meth:`event_values`, or :meth:`to_event` for a
     :class:`UsageEvent`).
 
-    What a queued call holds matters to the application: objects that outlive the
-    call wait in the queue for the writer (up to ``flush_interval``), so every one of
-    them is counted by the cyclic garbage collector, which then runs on the caller's
-    thread (a full collection of a process with the SDK loaded takes ~0.1 s). A call
-    holds two such objects: itself and its :class:`Usage` tuple. It used to keep the
-    SDK's usage object (nine objects with its details) to read on the writer thread:
-    the collections that caused cost more than reading it here (measured: +20 us per
-    call on the caller's thread, against ~1.5 us to read it)."""
+    Reading the usage object here instead (so that a queued call would not keep the
+    SDK's usage objects, nine GC-tracked objects, alive until the writer runs) cut
+    the garbage collector's runs six-fold but measured 10-20 us more caller-thread
+    CPU per call in bench/collector.py; it stays on the writer thread."""
 
     __slots__ = ("_id", "_lock", "attempts", "client", "defaults", "done", "end_perf",
                  "error_class", "error_kind", "first_token_ns", "hide_usage_chunk", "model",
-                 "model_requested", "request_id", "service_tier", "start_ns",
+                 "model_requested", "raw_usage", "request_id", "service_tier", "start_ns",
                  "start_perf", "status", "stream_error", "streamed", "tags", "target",
                  "usage")
 
@@ -111,6 +107,7 @@ class Call:
         self.hide_usage_chunk = False
         self.first_token_ns: int | None = None
         self.usage: Usage | None = None
+        self.raw_usage: object = None
         self.model: str | None = None
         self.service_tier: str | None = None
         self.stream_error: tuple[str, str] | None = None
@@ -148,7 +145,7 @@ class Call:
             ident = self._id = uuid7(self.start_ns)
         team, project, user, feature, environment, extra = _tag_columns(self.defaults,
                                                                         self.tags)
-        usage = self.usage
+        usage = self.usage if self.usage is not None else read_usage(self.raw_usage)
         start = self.start_perf
         first = self.first_token_ns
         return (
@@ -184,7 +181,7 @@ class Call:
                 inner_fields = field_map(inner)
                 if inner_fields.get("usage") is not None:
                     fields = inner_fields
-            self.usage = read_usage(fields.get("usage"))
+            self.raw_usage = fields.get("usage")
             model = fields.get("model")
             self.model = model if isinstance(model, str) else None
             tier = fields.get("service_tier")

@@ -17,7 +17,7 @@ from openai.types.chat import ChatCompletion
 from collector._recorder import Call, ClientInfo, _clip
 from collector.tagging import COLUMN_TAGS, tags
 from collector.targets import TARGETS
-from collector.usage import Usage
+from collector.usage import Usage, read_usage
 from models.database import open_database
 from models.event_store import EventStore, _pg_row, _sqlite_row, _sqlite_ts
 from models.events import EVENT_FIELDS, TOKEN_FIELDS, UsageEvent, event_values
@@ -33,7 +33,7 @@ def _former_event(call: Call) -> UsageEvent:
     client = call.client
     merged = {**call.defaults, **call.tags} if call.tags else call.defaults
     extra = {k: v for k, v in merged.items() if k not in COLUMN_TAGS} or None
-    usage = call.usage
+    usage = call.usage if call.usage is not None else read_usage(call.raw_usage)
     ttft = None
     if call.first_token_ns is not None:
         ttft = (call.first_token_ns - call.start_perf) / 1e6
