@@ -21,7 +21,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Date, case, cast, func, literal_column, select
+from sqlalchemy import BigInteger, Connection, Date, case, cast, func, literal_column, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from models._rollup_sql import bucket
@@ -47,6 +47,9 @@ _AT = {name: i for i, name in enumerate(ROLLUP_SUMS)}
 _ERROR_AT = {"rate_limit": _AT["errors_rate_limit"], "client": _AT["errors_client"],
              "server": _AT["errors_server"], "network": _AT["errors_network"]}
 _OTHER_ERROR = _AT["errors_other"]
+_RETRIES, _STREAMED, _MISSING = _AT["retries"], _AT["streamed"], _AT["usage_missing"]
+_LAT_N, _LAT_SUM = _AT["latency_count"], _AT["latency_sum_ms"]
+_TTFT_N, _TTFT_SUM = _AT["ttft_count"], _AT["ttft_sum_ms"]
 _TOKENS_AT = [_AT[name] for name in TOKEN_COLUMNS]
 _LAT_AT = [_AT[f"lat_{i:02d}"] for i in range(len(LATENCY_EDGES_MS) + 1)]
 _TTFT_AT = [_AT[f"ttft_{i:02d}"] for i in range(len(LATENCY_EDGES_MS) + 1)]
@@ -83,11 +86,15 @@ def read_groups(conn: Connection, day: dt.date, start: dt.datetime,
             e.streamed, e.usage_reported, e.endpoint, e.service_tier, e.is_batch]
     if not utc_day:
         keys.append(utc_date(dialect, e.ts))
-    sums = [func.count(), func.sum(case((e.attempts > 1, e.attempts - 1), else_=0)),
-            *(func.sum(e[name]) for name in TOKEN_COLUMNS), func.sum(e.latency_ms),
-            func.sum(e.ttft_ms)]
+    # Whole numbers as BIGINT: PostgreSQL sums bigints as numeric, which Python would
+    # fold as Decimals (cast once per group, not per event).
+    sums = [func.count(), cast(func.sum(case((e.attempts > 1, e.attempts - 1), else_=0)),
+                               BigInteger),
+            *(cast(func.sum(e[name]), BigInteger) for name in TOKEN_COLUMNS),
+            func.sum(e.latency_ms), func.sum(e.ttft_ms)]
     query = select(*keys, *sums).where(e.ts >= start, e.ts < end).group_by(*keys)
-    return _fold(conn.execute(query), day, day if utc_day else None)  # type: ignore[arg-type]
+    rows = conn.execute(query).all()  # one fetch: row by row cost ~5 us a row more
+    return _fold(rows, day, day if utc_day else None)  # type: ignore[arg-type]
 
 
 def _fold(rows: Iterable[tuple[object, ...]], day: dt.date,
@@ -116,24 +123,24 @@ def _fold(rows: Iterable[tuple[object, ...]], day: dt.date,
         if row is None:
             row = daily[key] = [0] * n_sums
         row[0] += n  # requests
-        row[_AT["retries"]] += retries or 0
+        row[_RETRIES] += retries or 0
         if kind:
             row[_ERROR_AT.get(kind, _OTHER_ERROR)] += n  # type: ignore[call-overload]
         if streamed:
-            row[_AT["streamed"]] += n
+            row[_STREAMED] += n
         if not reported:
-            row[_AT["usage_missing"]] += n
+            row[_MISSING] += n
         for at, value in zip(_TOKENS_AT, tokens, strict=True):
             if value:
                 row[at] += value
         if lat is not None:
             row[_LAT_AT[int(lat)]] += n  # type: ignore[call-overload]
-            row[_AT["latency_count"]] += n
-            row[_AT["latency_sum_ms"]] += lat_sum or 0.0
+            row[_LAT_N] += n
+            row[_LAT_SUM] += lat_sum or 0.0
         if ttft is not None:
             row[_TTFT_AT[int(ttft)]] += n  # type: ignore[call-overload]
-            row[_AT["ttft_count"]] += n
-            row[_AT["ttft_sum_ms"]] += ttft_sum or 0.0
+            row[_TTFT_N] += n
+            row[_TTFT_SUM] += ttft_sum or 0.0
         ukey = (day, user or "", team, project, model, price_date, tier, batch)
         urow = users.get(ukey)
         if urow is None:

@@ -15,17 +15,24 @@ __all__ = ["bucket", "bulk_insert"]
 
 
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, object]]) -> None:
-    """Insert ``rows`` (dicts with the same keys) with one driver-level executemany:
-    SQLAlchemy's per-row parameter processing cost more than the insert itself. The
-    values are converted here as the column types would: on SQLite money as exact
-    decimal text (see ``models.types.Money``), dates as ISO text, booleans as 0/1."""
+    """Insert ``rows`` (dicts with the same keys) on the driver: SQLAlchemy's per-row
+    parameter processing cost more than the insert itself. PostgreSQL gets a COPY
+    (psycopg's executemany sends a statement per row); SQLite one executemany, with
+    the values converted as the column types would: money as exact decimal text (see
+    ``models.types.Money``), dates as ISO text, booleans as 0/1."""
     if not rows:
         return
     names = list(rows[0])
     quote = conn.dialect.identifier_preparer.quote
+    columns = f"{quote(table.name)} ({', '.join(quote(n) for n in names)})"
+    if conn.dialect.name == "postgresql":
+        driver = conn.connection.driver_connection
+        with driver.cursor() as cur, cur.copy(f"COPY {columns} FROM STDIN") as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row([row[n] for n in names])
+        return
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
-           f"VALUES ({', '.join([mark] * len(names))})")
+    sql = f"INSERT INTO {columns} VALUES ({', '.join([mark] * len(names))})"
     if conn.dialect.name == "sqlite":
         params = [tuple(_sqlite_value(row[n]) for n in names) for row in rows]
     else:
