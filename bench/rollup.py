@@ -9,6 +9,7 @@ not through the collector), then prints in one run:
   the history loaded (target: <= 1 s, and flat as history grows).
 
     python -m bench.rollup [--events 10000000] [--database sqlite|postgresql|both]
+    python -m bench.rollup --reuse URL   # re-time the rebuilds on a loaded database
 """
 
 from __future__ import annotations
@@ -106,8 +107,45 @@ def _plain_group_by(engine: Engine) -> float:
     return time.perf_counter() - t
 
 
-def bench(url: str, n: int, label: str) -> None:
+def _rebuilds(engine: Engine, prices: object) -> tuple[float, dict[int, float]]:
+    """(median of 3 plain GROUP BYs, {readers: seconds of a full rebuild}) with one
+    grouped read at a time, then one reader per core."""
     from models import rollups
+    from models.rollups import RollupEngine
+
+    baseline = statistics.median(_plain_group_by(engine) for _ in range(3))
+    rebuilds = {}
+    default = rollups._MAX_READERS
+    for readers in (1, default):
+        rollups._MAX_READERS = readers
+        t = time.perf_counter()
+        RollupEngine(engine, prices=prices).run(rebuild=True)  # type: ignore[arg-type]
+        rebuilds[min(readers, os.cpu_count() or 1)] = time.perf_counter() - t
+    rollups._MAX_READERS = default
+    return baseline, rebuilds
+
+
+def _print_rebuilds(baseline: float, rebuilds: dict[int, float]) -> None:
+    print(f"   plain GROUP BY (baseline)      {baseline:8.2f} s")
+    for readers, rebuild in rebuilds.items():
+        print(f"   full rebuild, {readers} reader{'s' if readers > 1 else ' '}         "
+              f"{rebuild:8.2f} s   {rebuild / baseline:.2f}x the baseline (target <= 1.2x)")
+
+
+def reuse(url: str) -> None:
+    """Re-time the baseline and the rebuilds on a database an earlier run loaded."""
+    from models.database import open_database
+    from models.pricing import PriceBook
+
+    engine = open_database(url)
+    with engine.connect() as conn:
+        n = conn.execute(text("SELECT count(*) FROM usage_events")).scalar() or 0
+    print(f"{n:,} events (load average {os.getloadavg()[0]:.2f})")
+    _print_rebuilds(*_rebuilds(engine, PriceBook.load(engine)))
+    engine.dispose()
+
+
+def bench(url: str, n: int, label: str) -> None:
     from models.database import open_database
     from models.pricing import PriceBook
     from models.rollups import RollupEngine
@@ -146,18 +184,9 @@ def bench(url: str, n: int, label: str) -> None:
         loaded += per_day
         assert result.days[-1] == (START + dt.timedelta(days=day)).date(), result.days
     load_s = time.perf_counter() - t_load
-    baseline = statistics.median(_plain_group_by(engine) for _ in range(3))
-    rebuilds = {}
-    for readers in (1, rollups._MAX_READERS):  # one reader, then one per core
-        rollups._MAX_READERS = readers
-        t = time.perf_counter()
-        RollupEngine(engine, prices=prices).run(rebuild=True)
-        rebuilds[min(readers, os.cpu_count() or 1)] = time.perf_counter() - t
+    baseline, rebuilds = _rebuilds(engine, prices)
     print(f"\n{label}: {loaded:,} events over {DAYS} days (loaded in {load_s:.0f}s)")
-    print(f"   plain GROUP BY (baseline)      {baseline:8.2f} s")
-    for readers, rebuild in rebuilds.items():
-        print(f"   full rebuild, {readers} reader{'s' if readers > 1 else ' '}         "
-              f"{rebuild:8.2f} s   {rebuild / baseline:.2f}x the baseline (target <= 1.2x)")
+    _print_rebuilds(baseline, rebuilds)
     for size, secs in incremental:
         print(f"   incremental, one new day, history {size:>11,}: {secs:6.2f} s (target <= 1 s)")
     engine.dispose()
@@ -167,9 +196,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--reuse", metavar="URL",
+                        help="only re-time the baseline and the rebuilds on a database an "
+                             "earlier run loaded (its SQLite file or PostgreSQL schema)")
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"),
                         default="both")
     args = parser.parse_args()
+    if args.reuse:
+        reuse(args.reuse)
+        return
     if args.database in ("sqlite", "both"):
         path = tempfile.mkdtemp()
         bench(f"sqlite:///{path}/rollup.db", args.events, "SQLite")
