@@ -34,10 +34,10 @@ from sqlalchemy.exc import IntegrityError
 from models.database import begin_write
 from models.pricing import KINDS, ORG_TIERS, OrgPrice, read_org_prices
 from models.schema import PRICE_COLUMNS, org_prices
-from models.toml_files import key_line, refused
+from models.toml_files import FileProblem, key_line, refused
 from spendwatch.errors import PriceFileError, SpendwatchError
 
-__all__ = ["KEYS", "ApplyResult", "PriceChange", "PriceFileProblem", "apply_prices",
+__all__ = ["KEYS", "ApplyResult", "PriceChange", "apply_prices",
            "load_price_file", "parse_price_file"]
 
 #: Every key a ``[[price]]`` entry may have.
@@ -55,19 +55,6 @@ _TABLE = re.compile(r"^\s*\[")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MAX_PLACES = 18  # org_prices money columns are NUMERIC(38, 18) on PostgreSQL
 _LOCK_KEY = 0x5350_5052  # "SPPR": one `prices apply` at a time on PostgreSQL
-
-
-@dataclass(frozen=True)
-class PriceFileProblem:
-    """One reason a price file is refused."""
-
-    line: int
-    file: str
-    problem: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.problem}; {self.fix}"
 
 
 @dataclass(frozen=True)
@@ -121,15 +108,15 @@ def parse_price_file(text: str, file: str = "prices.toml") -> list[OrgPrice]:
         found = re.search(r"at line (\d+)", message)
         line = int(found.group(1)) if found else max(len(text.splitlines()), 1)
         problem = re.sub(r"\s*\((at line \d+, column \d+|at end of document)\)", "", message)
-        raise refused(PriceFileError, file, [PriceFileProblem(
-            line, file, f"not valid TOML: {problem}",
+        raise refused(PriceFileError, file, [FileProblem(
+            file, line, f"not valid TOML: {problem}",
             'fix the syntax on that line (text needs quotes: model = "gpt-4o"; dates are '
             "written 2026-01-01)")]) from None
     lines = text.splitlines()
-    problems: list[PriceFileProblem] = []
+    problems: list[FileProblem] = []
 
     def add(line: int, problem: str, fix: str) -> None:
-        problems.append(PriceFileProblem(line, file, problem, fix))
+        problems.append(FileProblem(file, line, problem, fix))
 
     for key in data:
         if key != "price":
@@ -223,22 +210,22 @@ def _apply(conn: Connection, rows: Sequence[OrgPrice], source: str, now: dt.date
 
 def _check(rows: Sequence[OrgPrice], source: str) -> None:
     """The invariants of a row, for rows that did not come from a price file."""
-    problems: list[PriceFileProblem] = []
+    problems: list[FileProblem] = []
     seen: set[tuple[str, str, str, dt.date]] = set()
     for row in rows:
         line = row.line or 0
         if row.kind not in KINDS:
-            problems.append(PriceFileProblem(line, source, f"unknown kind {row.kind!r}",
-                                             f"use one of {', '.join(KINDS)}"))
+            problems.append(FileProblem(source, line, f"unknown kind {row.kind!r}",
+                                        f"use one of {', '.join(KINDS)}"))
         if row.service_tier not in ORG_TIERS:
-            problems.append(PriceFileProblem(line, source, f"unknown tier {row.service_tier!r}",
-                                             f"use one of {', '.join(ORG_TIERS)}"))
+            problems.append(FileProblem(source, line, f"unknown tier {row.service_tier!r}",
+                                        f"use one of {', '.join(ORG_TIERS)}"))
         if any(p is not None and p < 0 for p in row.prices):
-            problems.append(PriceFileProblem(line, source, f"negative price for {row.model}",
-                                             "give prices of 0 or more"))
+            problems.append(FileProblem(source, line, f"negative price for {row.model}",
+                                        "give prices of 0 or more"))
         if row.key in seen:
-            problems.append(PriceFileProblem(line, source, f"{row.key} given twice",
-                                             "give each key once"))
+            problems.append(FileProblem(source, line, f"{row.key} given twice",
+                                        "give each key once"))
         seen.add(row.key)
     if problems:
         raise refused(PriceFileError, source, problems)
