@@ -85,7 +85,7 @@ class Call:
     the garbage collector's runs six-fold but measured 10-20 us more caller-thread
     CPU per call in bench/collector.py; it stays on the writer thread."""
 
-    __slots__ = ("_id", "_lock", "attempts", "client", "defaults", "done", "end_perf",
+    __slots__ = ("_id", "_lock", "_values", "attempts", "client", "defaults", "done", "end_perf",
                  "error_class", "error_kind", "first_token_ns", "hide_usage_chunk", "model",
                  "model_requested", "raw_usage", "request_id", "service_tier", "start_ns",
                  "start_perf", "status", "stream_error", "streamed", "tags", "target",
@@ -117,6 +117,7 @@ class Call:
         self.done = False
         self._lock: threading.Lock | None = None
         self._id: uuid.UUID | None = None
+        self._values: tuple[object, ...] | None = None
 
     def _emit(self, error: BaseException | None) -> None:
         """Close the call and queue it (the caller's thread does no more than this)."""
@@ -138,7 +139,11 @@ class Call:
     def event_values(self) -> tuple[object, ...]:
         """The values of this call's event in ``EVENT_FIELDS`` order: what the sink's
         writer thread inserts, without building a :class:`UsageEvent`. The id is drawn
-        once, so every build of a call's event (a retry, the spool) has the same id."""
+        once, so every build of a call's event (a retry, the spool) has the same id;
+        the values are built once, so with budget enforcement on the guard's event and
+        the writer's row come from one build."""
+        if self._values is not None:
+            return self._values
         client = self.client
         ident = self._id
         if ident is None:
@@ -148,7 +153,7 @@ class Call:
         usage = self.usage if self.usage is not None else read_usage(self.raw_usage)
         start = self.start_perf
         first = self.first_token_ns
-        return (
+        self._values = values = (
             ident, dt.datetime.fromtimestamp(self.start_ns / 1e9, UTC), client.provider,
             self.target.endpoint, _clip(self.model_requested, 200), _clip(self.model, 200),
             _clip(self.service_tier, 32), False, self.streamed, usage is not None,
@@ -159,6 +164,7 @@ class Call:
             _clip(self.request_id, 128), team, project, user, feature,
             environment or client.environment, None if extra is None else dict(extra),
         )
+        return values
 
     # -- outcomes ----------------------------------------------------------------------
     def fail(self, error: BaseException) -> None:
