@@ -165,12 +165,14 @@ class BudgetGuard:
             if not event.usage_reported or self._prices is None:
                 return None
             from models.costs import cost_of
+            from models.long_context import band
 
             day, tier, batch = event.ts.date(), event.service_tier, event.is_batch
             model = event.model or event.model_requested or ""
-            key = (model, tier, batch, day)
+            thresholds = getattr(self._prices, "context_thresholds", ())
+            key = (model, tier, batch, day, band(event.input_tokens, thresholds))
             found = self._price_rows.get(key)
-            if found is None:  # looked up once per model, tier and day, not per call
+            if found is None:  # looked up once per model, tier, day and band, not per call
                 listed = self._prices.list_price(*key)  # type: ignore[attr-defined]
                 contract = self._prices.contract_price(*key) if listed else None  # type: ignore[attr-defined]
                 found = self._price_rows[key] = (listed, contract or listed)

@@ -73,20 +73,22 @@ def _savings(engine: Engine, view: View, prices: PriceLookup, use_users: bool,
         frame = aggregate(engine, keys=["day", "model"], start=view.start, end=view.end,
                           filters=filters, counts=("cached_input_tokens",), money=(),
                           table=table)  # type: ignore[arg-type]
-        groups = [(r["day"], r["model"], "", False, r["cached_input_tokens"])
+        groups = [(r["day"], r["model"], "", False, 0, r["cached_input_tokens"])
                   for r in frame.to_dict("records")]
     else:
-        frame = aggregate(engine, keys=["price_date", "model", "service_tier", "is_batch"],
+        frame = aggregate(engine, keys=["price_date", "model", "service_tier", "is_batch",
+                                        "long_context"],
                           start=view.start, end=view.end, filters=filters,
                           counts=("cached_input_tokens",), money=())
         groups = [(r["price_date"], r["model"], r["service_tier"], bool(r["is_batch"]),
-                   r["cached_input_tokens"]) for r in frame.to_dict("records")]
+                   int(r["long_context"]), r["cached_input_tokens"])
+                  for r in frame.to_dict("records")]
     total: Decimal | None = None
-    for on, model, tier, batch, cached in groups:
+    for on, model, tier, batch, long_context, cached in groups:
         if not cached:
             continue
-        price = (prices.contract_price(model, tier, batch, on)
-                 or prices.list_price(model, tier, batch, on))
+        price = (prices.contract_price(model, tier, batch, on, long_context)
+                 or prices.list_price(model, tier, batch, on, long_context))
         if price is not None:
             saved = cache_savings(Tokens(cached_input_tokens=int(cached)), price)  # type: ignore[arg-type]
             total = add_money(total, saved)

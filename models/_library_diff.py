@@ -56,13 +56,18 @@ def library_changes(old: Sequence[gp.Provider], new: Sequence[gp.Provider],
     old_ids = {m.id for m in openai_models(old)}
     new_ids = {m.id for m in openai_models(new)}
     before, after = PriceBook(library=old), PriceBook(library=new)
+    bands = _bands(before, after)
     changed: list[ModelChange] = []
     for model in sorted(old_ids & new_ids):
         for tier, batch in _RATES:
-            a = before.list_price(model, tier, batch, on)
-            b = after.list_price(model, tier, batch, on)
-            if _prices(a) != _prices(b):
-                changed.append(ModelChange(model, "batch" if batch else str(tier), a, b))
+            for band in bands:
+                a = before.list_price(model, tier, batch, on, band)
+                b = after.list_price(model, tier, batch, on, band)
+                if _prices(a) != _prices(b):
+                    label = "batch" if batch else str(tier)
+                    if band:
+                        label += f", input over {band:,} tokens"
+                    changed.append(ModelChange(model, label, a, b))
     return LibraryChanges(changed, sorted(new_ids - old_ids), sorted(old_ids - new_ids))
 
 
@@ -86,16 +91,23 @@ def first_affected_day(before: PriceBook, after: PriceBook,
     list price; None if none does. Prices only change on ``boundaries``, so each
     combination is compared on its first day and on every boundary after it."""
     days = sorted(d for d in set(boundaries) if d <= today)
+    bands = _bands(before, after)
     best: dt.date | None = None
     for model, tier, batch, first in seen:
         for day in (first, *(d for d in days if first < d)):
             if best is not None and day >= best:
                 break
-            if _prices(before.list_price(model, tier, batch, day)) != \
-                    _prices(after.list_price(model, tier, batch, day)):
+            if any(_prices(before.list_price(model, tier, batch, day, band))
+                   != _prices(after.list_price(model, tier, batch, day, band))
+                   for band in bands):
                 best = day
                 break
     return best
+
+
+def _bands(*books: PriceBook) -> tuple[int, ...]:
+    """0 and every long-context threshold of ``books``: a rate can change in each."""
+    return (0, *sorted({t for book in books for t in book.context_thresholds}))
 
 
 def _get(row: PriceRow | None, name: str) -> Decimal | None:

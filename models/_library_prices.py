@@ -9,7 +9,14 @@ from decimal import Decimal
 
 from genai_prices import types as gp
 
-__all__ = ["base_price", "clean", "describe_match", "variants"]
+__all__ = ["all_prices", "base_price", "clean", "describe_match", "variants"]
+
+
+def all_prices(info: gp.ModelInfo) -> list[gp.ModelPrice]:
+    """Every price of ``info``: standard ones of every date, and every variant."""
+    found = [info.prices] if isinstance(info.prices, gp.ModelPrice) else [
+        cond.prices for cond in info.prices]
+    return found + [variant.prices for variant in info.price_variants or ()]
 
 
 def base_price(info: gp.ModelInfo, on: dt.date) -> tuple[gp.ModelPrice, dt.date | None, str]:

@@ -25,6 +25,7 @@ from sqlalchemy import BigInteger, Connection, Date, case, cast, func, literal_c
 from sqlalchemy.sql.elements import ColumnElement
 
 from models._rollup_sql import bucket
+from models.long_context import band_sql
 from models.schema import LATENCY_EDGES_MS, ROLLUP_SUMS, usage_events
 from models.types import as_date
 
@@ -35,11 +36,12 @@ TOKEN_COLUMNS = ("input_tokens", "cached_input_tokens", "cache_write_tokens",
                  "output_tokens", "reasoning_tokens", "audio_input_tokens",
                  "audio_output_tokens")
 #: The keys of a daily row, in the order of ``Groups.daily``'s tuples.
-DAILY_KEYS = ("day", "price_date", "model", "service_tier", "is_batch", "endpoint", "team",
-              "project")
-#: The keys of a per-user row before pricing (price date, tier and batch set the price).
+DAILY_KEYS = ("day", "price_date", "model", "service_tier", "is_batch", "long_context",
+              "endpoint", "team", "project")
+#: The keys of a per-user row before pricing (price date, tier, batch and long context
+#: set the price).
 USER_KEYS = ("day", "user", "team", "project", "model", "price_date", "service_tier",
-             "is_batch")
+             "is_batch", "long_context")
 #: Per-user measures: requests, errors, then the TOKEN_COLUMNS.
 USER_MEASURES = ("requests", "errors", *TOKEN_COLUMNS)
 
@@ -72,10 +74,11 @@ def tune_postgresql(conn: Connection) -> None:
 
 
 def read_groups(conn: Connection, day: dt.date, start: dt.datetime,
-                end: dt.datetime) -> Groups:
+                end: dt.datetime, thresholds: tuple[int, ...] = ()) -> Groups:
     """The events of the local ``day`` (``start <= ts < end``, its UTC bounds),
     grouped and folded. The day is not a key: it is one day. The UTC date (which
-    sets the price) is, unless the day is a UTC day."""
+    sets the price) is, unless the day is a UTC day; so is the long-context band
+    (``models.long_context``) when some price has ``thresholds``."""
     dialect = conn.dialect.name
     e = usage_events.c
     utc_day = start == dt.datetime.combine(day, dt.time(0), dt.UTC) and (
@@ -84,6 +87,8 @@ def read_groups(conn: Connection, day: dt.date, start: dt.datetime,
     keys = [e.user, func.coalesce(e.model, e.model_requested, ""), e.project, e.team,
             _bucket(dialect, e.latency_ms), _bucket(dialect, e.ttft_ms), e.error_kind,
             e.streamed, e.usage_reported, e.endpoint, e.service_tier, e.is_batch]
+    if thresholds:  # never a constant key: GROUP BY 0 would name a column by position
+        keys.append(band_sql(e.input_tokens, thresholds))
     if not utc_day:
         keys.append(utc_date(dialect, e.ts))
     # Whole numbers as BIGINT: PostgreSQL sums bigints as numeric, which Python would
@@ -94,13 +99,14 @@ def read_groups(conn: Connection, day: dt.date, start: dt.datetime,
             func.sum(e.latency_ms), func.sum(e.ttft_ms)]
     query = select(*keys, *sums).where(e.ts >= start, e.ts < end).group_by(*keys)
     rows = conn.execute(query).all()  # one fetch: row by row cost ~5 us a row more
-    return _fold(rows, day, day if utc_day else None)  # type: ignore[arg-type]
+    return _fold(rows, day, day if utc_day else None, bool(thresholds))  # type: ignore[arg-type]
 
 
 def _fold(rows: Iterable[tuple[object, ...]], day: dt.date,
-          price_day: dt.date | None) -> Groups:
+          price_day: dt.date | None, banded: bool) -> Groups:
     """Fold the grouped rows of ``day``; ``price_day`` is the UTC date of them all,
-    or None when each row ends with its own."""
+    or None when each row has its own after the fixed keys (and the long-context band,
+    when ``banded``)."""
     groups = Groups()
     daily, users = groups.daily, groups.users
     n_sums = len(ROLLUP_SUMS)
@@ -108,17 +114,20 @@ def _fold(rows: Iterable[tuple[object, ...]], day: dt.date,
     for r in rows:
         (user, model, project, team, lat, ttft, kind, streamed, reported, endpoint, tier,
          batch) = r[:12]
+        at = 12
+        long_context = int(r[at]) if banded else 0  # type: ignore[call-overload]
+        at += banded
         if price_day is not None:
             price_date: object = price_day
-            n, retries, *tokens, lat_sum, ttft_sum = r[12:]
         else:
-            price_date = as_date(r[12])
-            n, retries, *tokens, lat_sum, ttft_sum = r[13:]
+            price_date = as_date(r[at])
+            at += 1
+        n, retries, *tokens, lat_sum, ttft_sum = r[at:]
         team = team or ""
         project = project or ""
         tier = tier or ""
         batch = bool(batch)
-        key = (day, price_date, model, tier, batch, endpoint, team, project)
+        key = (day, price_date, model, tier, batch, long_context, endpoint, team, project)
         row = daily.get(key)
         if row is None:
             row = daily[key] = [0] * n_sums
@@ -141,7 +150,7 @@ def _fold(rows: Iterable[tuple[object, ...]], day: dt.date,
             row[_TTFT_AT[int(ttft)]] += n  # type: ignore[call-overload]
             row[_TTFT_N] += n
             row[_TTFT_SUM] += ttft_sum or 0.0
-        ukey = (day, user or "", team, project, model, price_date, tier, batch)
+        ukey = (day, user or "", team, project, model, price_date, tier, batch, long_context)
         urow = users.get(ukey)
         if urow is None:
             urow = users[ukey] = [0] * n_user

@@ -18,6 +18,7 @@ from decimal import Decimal
 from sqlalchemy import Connection, Date, Engine, cast, func, insert, select, update
 
 from models.database import begin_write
+from models.long_context import band_sql
 from models.months import KEYS, closed_months, month_bounds, next_month, price_json
 from models.schema import (
     CHARGEBACK_COUNTS,
@@ -103,7 +104,7 @@ def prices_stamp(conn: Connection) -> str:
     return f"{LIBRARY_LABEL}; org {last[1]} row(s), last {last[0]}"[:300]
 
 
-_Key = tuple[dt.date, str, str, bool, str, str, str]
+_Key = tuple[dt.date, str, str, bool, int, str, str, str]
 
 
 def _differences(conn: Connection, month: dt.date, start: dt.datetime, end: dt.datetime,
@@ -112,10 +113,13 @@ def _differences(conn: Connection, month: dt.date, start: dt.datetime, end: dt.d
     from models.costs import cost_of
 
     truth: dict[_Key, tuple[str | None, dict[str, object]]] = {}
-    for key, counts in _restated(conn, start, end):
-        model, tier, batch, on = key[1], key[2], key[3], key[0]
-        listed = book.list_price(model, tier, batch, on)  # type: ignore[attr-defined]
-        contract = book.contract_price(model, tier, batch, on)  # type: ignore[attr-defined]
+    thresholds = tuple(getattr(book, "context_thresholds", ()))
+    for key, counts in _restated(conn, start, end, thresholds):
+        on, model, tier, batch, long_context = key[:5]
+        listed = book.list_price(model, tier, batch, on,  # type: ignore[attr-defined]
+                                 long_context)
+        contract = book.contract_price(model, tier, batch, on,  # type: ignore[attr-defined]
+                                       long_context)
         chosen = contract or listed
         tokens = _Tokens(counts)
         values: dict[str, object] = dict(counts)
@@ -155,8 +159,8 @@ def _differences(conn: Connection, month: dt.date, start: dt.datetime, end: dt.d
     return rows
 
 
-def _restated(conn: Connection, start: dt.datetime,
-              end: dt.datetime) -> Iterable[tuple[_Key, dict[str, int]]]:
+def _restated(conn: Connection, start: dt.datetime, end: dt.datetime,
+              thresholds: tuple[int, ...]) -> Iterable[tuple[_Key, dict[str, int]]]:
     e = usage_events.c
     if conn.dialect.name == "postgresql":
         utc_date = cast(func.timezone("UTC", e.ts), Date)
@@ -165,13 +169,17 @@ def _restated(conn: Connection, start: dt.datetime,
     keys = [utc_date, func.coalesce(e.model, e.model_requested, ""),
             func.coalesce(e.service_tier, ""), e.is_batch, e.endpoint,
             func.coalesce(e.team, ""), func.coalesce(e.project, "")]
+    if thresholds:  # never a constant key: GROUP BY 0 would name a column by position
+        keys.append(band_sql(e.input_tokens, thresholds))
+    n = len(keys)
     query = (select(*keys, func.count(), func.count(e.error_kind),
                     *(func.coalesce(func.sum(e[t]), 0) for t in _TOKENS))
              .where(e.ts >= start, e.ts < end).group_by(*keys))
     for r in conn.execute(query):
-        key = (as_date(r[0]), r[1], r[2], bool(r[3]), r[4], r[5], r[6])
-        counts = {"requests": int(r[7]), "errors": int(r[8]),
-                  **{t: int(v) for t, v in zip(_TOKENS, r[9:], strict=True)}}
+        long_context = int(r[7]) if thresholds else 0
+        key = (as_date(r[0]), r[1], r[2], bool(r[3]), long_context, r[4], r[5], r[6])
+        counts = {"requests": int(r[n]), "errors": int(r[n + 1]),
+                  **{t: int(v) for t, v in zip(_TOKENS, r[n + 2:], strict=True)}}
         yield key, counts
 
 

@@ -117,6 +117,8 @@ def focus_rows(lines: Iterable[Line], *, month: dt.date, closed: bool, timezone:
             contracted = contract_price * qty if contract_price is not None else None
             tier = line.service_tier or "default"
             sku = f"{line.model}:{'batch' if line.is_batch else tier}"
+            if line.long_context:  # another unit price: the long-context rate
+                sku += f":input-over-{line.long_context}"
             row: FocusRow = {
                 "AvailabilityZone": None, "BilledCost": contracted,
                 "BillingAccountId": "openai", "BillingAccountName": "OpenAI organization",
@@ -172,7 +174,8 @@ def _unit_prices(line: Line, prices: object | None) -> dict[str, dict[str, Decim
     if text is None and (line.cost_list is not None or line.cost_contract is not None):
         if prices is None:
             raise SpendwatchError("the FOCUS export of an open month needs the price book")
-        key = (line.model, line.service_tier, line.is_batch, line.price_date)
+        key = (line.model, line.service_tier, line.is_batch, line.price_date,
+               line.long_context)
         text = price_json(prices.list_price(*key),  # type: ignore[attr-defined]
                           prices.contract_price(*key))  # type: ignore[attr-defined]
     if text is None:

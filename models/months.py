@@ -44,7 +44,7 @@ __all__ = ["KEYS", "Line", "MonthStatus", "close_month", "closed_months", "month
 UTC = dt.UTC
 _ZERO = Decimal(0)
 #: The tag keys of a chargeback line (with its day and UTC price date).
-KEYS = ("model", "service_tier", "is_batch", "endpoint", "team", "project")
+KEYS = ("model", "service_tier", "is_batch", "long_context", "endpoint", "team", "project")
 _KEYS = KEYS
 _ERRORS = ("errors_rate_limit", "errors_client", "errors_server", "errors_network",
            "errors_other")
@@ -68,6 +68,8 @@ class Line:
     cost_contract: Decimal | None
     prices: str | None = None  # JSON of the unit prices; None: look them up
     correction_of: dt.date | None = None
+    #: the input-token threshold its requests exceeded, 0 for none (models.long_context)
+    long_context: int = 0
 
 
 @dataclass
@@ -228,7 +230,8 @@ def close_month(engine: Engine, month: dt.date, *, by: str, timezone: str = "UTC
         for r in conn.execute(select(rollup_daily).where(d.day >= month,
                                                          d.day < next_month(month))):
             m = r._mapping
-            key = (m["model"], m["service_tier"], m["is_batch"], as_date(m["price_date"]))
+            key = (m["model"], m["service_tier"], m["is_batch"], as_date(m["price_date"]),
+                   int(m["long_context"]))
             listed = book.list_price(*key)  # type: ignore[attr-defined]
             contract = book.contract_price(*key)  # type: ignore[attr-defined]
             row = {k: m[k] for k in ("day", "price_date", *_KEYS, "cost_list", "cost_contract",
@@ -292,7 +295,8 @@ def _line(m: object, day: dt.date, counts: dict[str, int], prices: str | None) -
                 service_tier=g("service_tier"), is_batch=bool(g("is_batch")),
                 endpoint=g("endpoint"), team=g("team"), project=g("project"),
                 counts={k: int(v) for k, v in counts.items()}, cost_list=g("cost_list"),
-                cost_contract=g("cost_contract"), prices=prices)
+                cost_contract=g("cost_contract"), prices=prices,
+                long_context=int(g("long_context")))
 
 
 def _num(value: Decimal) -> str:

@@ -15,7 +15,15 @@ Matching rules (the same for ``list`` and ``contract`` org rows):
 
 Tiers: ``None``, ``""``, ``"auto"`` and ``"default"`` are ``default``; a batch call
 is priced at the ``batch`` rate whatever its tier. Days are UTC calendar days.
-A model nobody knows has no price (``None``): never a default price, never $0.
+A model nobody knows has no price (``None``): never a default price, never $0. The
+same holds for a rate nobody knows: a flex, priority or batch call of a model whose
+list price has no such rate (on that day), or a service tier spendwatch does not know,
+is unpriced rather than priced at the standard rate (an org row can price it);
+``PriceBook.why_unpriced`` says which.
+
+Long-context rates (``models.long_context``): ``long_context`` is the threshold a
+request's input exceeded (0: none); the library's rate above that threshold then
+applies to every token of the request. An org row has one rate whatever the length.
 """
 
 from __future__ import annotations
@@ -30,10 +38,13 @@ from genai_prices import __version__ as _LIBRARY_VERSION
 from genai_prices import types as gp
 from sqlalchemy import Connection, Engine, select
 
+from models._library_prices import all_prices as _all_prices
 from models._library_prices import base_price as _base_price
 from models._library_prices import clean as _clean
 from models._library_prices import describe_match as _describe_match
 from models._library_prices import variants as _variants
+from models.long_context import rate as _rate
+from models.long_context import thresholds_of
 from models.schema import PRICE_COLUMNS
 
 __all__ = [
@@ -141,7 +152,8 @@ def read_org_prices(conn: Connection) -> list[OrgPrice]:
 
 def normalise_tier(service_tier: str | None, is_batch: bool) -> tuple[str, bool]:
     """(tier, known): the tier a call is priced at; ``known`` is False for a tier
-    spendwatch does not know (it is then priced like ``default``)."""
+    spendwatch does not know (only a price that names it, or an org row for every
+    tier, prices it)."""
     if is_batch:
         return "batch", True
     tier = (service_tier or "").strip().lower()
@@ -170,7 +182,9 @@ class PriceBook:
         self._openai = next((p for p in library if p.id == "openai"), None)
         self._by_kind = {kind: [r for r in self.org_rows if r.kind == kind] for kind in KINDS}
         self._models: dict[str, gp.ModelInfo | None] = {}
-        self._cache: dict[tuple[str, str, str | None, bool, dt.date], PriceRow | None] = {}
+        self._cache: dict[tuple[str, str, str | None, bool, dt.date, int], PriceRow | None] = {}
+        self._unpriced: dict[tuple[str, str | None, bool, dt.date], str] = {}
+        self._thresholds: tuple[int, ...] | None = None
 
     @classmethod
     def load(cls, engine: Engine) -> PriceBook:
@@ -194,15 +208,36 @@ class PriceBook:
 
     # -- lookups --------------------------------------------------------------------
     def list_price(self, model: str, service_tier: str | None, is_batch: bool,
-                   on: dt.date) -> PriceRow | None:
-        """The list price of ``model`` on UTC day ``on``: an org ``list`` row, else
-        genai-prices; None when the model is unpriced."""
-        return self._cached("list", model, service_tier, is_batch, on)
+                   on: dt.date, long_context: int = 0) -> PriceRow | None:
+        """The list price of ``model`` on UTC day ``on`` for requests whose input
+        exceeded ``long_context`` tokens (a threshold, see ``context_thresholds``; 0
+        for none): an org ``list`` row, else genai-prices; None when it is unpriced."""
+        return self._cached("list", model, service_tier, is_batch, on, long_context)
 
     def contract_price(self, model: str, service_tier: str | None, is_batch: bool,
-                       on: dt.date) -> PriceRow | None:
+                       on: dt.date, long_context: int = 0) -> PriceRow | None:
         """The contracted price (org ``contract`` rows only); None without a contract."""
-        return self._cached("contract", model, service_tier, is_batch, on)
+        return self._cached("contract", model, service_tier, is_batch, on, long_context)
+
+    @property
+    def context_thresholds(self) -> tuple[int, ...]:
+        """The input-token thresholds above which some OpenAI model of the list-price
+        data has a long-context rate, ascending (``models.long_context``)."""
+        if self._thresholds is None:
+            values = [getattr(price, key, None)
+                      for info in (self._openai.models if self._openai else ())
+                      for price in _all_prices(info) for key in _LIBRARY_KEYS.values()]
+            self._thresholds = thresholds_of(values)
+        return self._thresholds
+
+    def why_unpriced(self, model: str, service_tier: str | None, is_batch: bool,
+                     on: dt.date) -> str:
+        """Why ``list_price`` is None for these arguments, in one sentence."""
+        if self.list_price(model, service_tier, is_batch, on) is not None:
+            return f"{model} has a list price"
+        found = self._unpriced.get((model, service_tier, bool(is_batch), _utc_day(on)))
+        return found or (f"neither org_prices nor {self.library_label} has a price for "
+                         f"{model}")
 
     def models_without_price(self, seen: Iterable[tuple[str, str | None, bool]],
                              on: dt.date) -> list[tuple[str, str | None, bool]]:
@@ -216,21 +251,21 @@ class PriceBook:
 
     # -- internals --------------------------------------------------------------------
     def _cached(self, kind: str, model: str, service_tier: str | None, is_batch: bool,
-                on: dt.date) -> PriceRow | None:
-        if isinstance(on, dt.datetime):
-            on = (on if on.tzinfo is None else on.astimezone(dt.UTC)).date()
-        key = (kind, model, service_tier, bool(is_batch), on)
+                on: dt.date, long_context: int) -> PriceRow | None:
+        on = _utc_day(on)
+        key = (kind, model, service_tier, bool(is_batch), on, long_context)
         if key not in self._cache:
             tier, known = normalise_tier(service_tier, is_batch)
-            row = self._org_row(kind, model, service_tier, tier, known, on)
+            row = self._org_row(kind, model, service_tier, tier, known, on, long_context)
             if row is None and kind == "list":
-                row = self._library_row(model, service_tier, tier, known, is_batch, on)
+                row = self._library_row(model, service_tier, tier, known, is_batch, on,
+                                        long_context)
             self._cache[key] = row
         return self._cache[key]
 
     def _org_row(self, kind: str, model: str, raw_tier: str | None, tier: str, known: bool,
-                 on: dt.date) -> PriceRow | None:
-        tier_for_org = tier if known else "default"
+                 on: dt.date, long_context: int) -> PriceRow | None:
+        tier_for_org = tier if known else "*"  # an unknown tier: only a row for every tier
         # Responses name dated snapshots (gpt-4o-2024-08-06): a row for the model the
         # price library maps the snapshot to (gpt-4o) covers it too.
         canonical = None
@@ -263,7 +298,10 @@ class PriceBook:
             how = f"{model} is a snapshot of {row.model} (per {self.library_label})"
         tier_text = (f"tier {row.service_tier}" if row.service_tier != "*"
                      else f"tier * (no {tier_for_org} row in effect)")
-        note = "" if known else f"; unknown service tier {raw_tier!r} priced as default"
+        note = "" if known else f"; the service tier {raw_tier!r} is not one spendwatch knows"
+        if long_context:
+            note += (f"; the request's input exceeded {long_context:,} tokens, and an org row "
+                     f"has one rate whatever the length")
         why = (f"org {kind} row: {how}, {tier_text}, effective from "
                f"{row.effective_from.isoformat()} (the latest on or before {on.isoformat()})"
                f"{note}" + (f"; note: {row.note}" if row.note else ""))
@@ -278,23 +316,33 @@ class PriceBook:
         return self._models[model]
 
     def _library_row(self, model: str, raw_tier: str | None, tier: str, known: bool,
-                     is_batch: bool, on: dt.date) -> PriceRow | None:
+                     is_batch: bool, on: dt.date, long_context: int) -> PriceRow | None:
         info = self._find_model(model)
         if info is None:
             return None
         base, base_start, base_text = _base_price(info, on)
         variant_tiers = {v.when.get("service_tier") for v in info.price_variants or ()}
         notes: list[str] = []
-        if not known and tier in variant_tiers:
-            known = True  # a tier the library prices (e.g. "fast")
-        if not known:
-            notes.append(f"unknown service tier {raw_tier!r} priced as default")
-            tier = "default"
+        unpriced = (model, raw_tier, is_batch, on)
+        if not known and tier not in variant_tiers:
+            self._unpriced[unpriced] = (
+                f"the service tier {raw_tier!r} is neither one spendwatch knows (default, "
+                f"flex, priority, batch) nor one {self.library_label} prices for {info.id}, "
+                f"so its rate is unknown; an org row with service_tier = \"*\" would price it")
+            return None
         context = {"processing": "batch"} if is_batch else {"service_tier": tier}
         active, later = _variants(info, context, on)
+        if tier != "default" and not active:
+            starts = (f" (its {tier} rate starts {min(later).isoformat()})" if later else "")
+            self._unpriced[unpriced] = (
+                f"{self.library_label} has no {tier} rate for {info.id} on {on.isoformat()}"
+                f"{starts}, and the standard rate is not what a {tier} call costs; add an "
+                f"org row for tier {tier!r} to price it")
+            return None
         values: dict[str, Decimal | None] = {}
         tiered: list[str] = []
         threshold = 1 << 62
+        above = 0  # the tier start of the long-context rate applied, 0 for none
         used_variant: set[dt.date | None] = set()
         for ours, theirs in _LIBRARY_KEYS.items():
             value: Decimal | gp.TieredPrices | None = None
@@ -308,7 +356,8 @@ class PriceBook:
             if isinstance(value, gp.TieredPrices):
                 tiered.append(ours.removesuffix("_per_mtok").replace("_", " "))
                 threshold = min([threshold, *(t.start for t in value.tiers)])
-                value = value.base
+                value, start = _rate(value, long_context)
+                above = max(above, start)
             values[ours] = _clean(value) if isinstance(value, Decimal) else None
         if values["input_per_mtok"] is None:
             return None  # priced per request, second or character: not by the token
@@ -316,16 +365,13 @@ class PriceBook:
             values["output_per_mtok"] = Decimal(0)
             notes.append("the library lists no output price (an input-only model such as "
                          "embeddings), so output tokens are priced at 0")
-        if tier != "default" and not used_variant:
-            if later:
-                notes.append(f"no {tier} rate on {on.isoformat()} (the library's {tier} rate "
-                             f"starts {min(later).isoformat()}), so the standard rate applies")
-            else:
-                notes.append(f"the library has no {tier} rate for {info.id}, so the standard "
-                             f"rate applies")
-        if tiered:
-            notes.append(f"long-context prices: the base rate is used for {', '.join(tiered)} "
-                         f"(the library charges more above {threshold:,} input tokens)")
+        if above:
+            notes.append(f"long context: the request's input exceeded {above:,} tokens, so "
+                         f"the library's rate above {above:,} applies to {', '.join(tiered)}")
+        elif tiered:
+            notes.append(f"long context: the base rate, for requests of at most "
+                         f"{threshold:,} input tokens (the library charges more above that "
+                         f"for {', '.join(tiered)})")
         variant_starts = [d for d in used_variant if d is not None]
         starts = [d for d in (base_start, *variant_starts) if d is not None]
         effective = max(starts) if starts else None
@@ -333,6 +379,8 @@ class PriceBook:
         ref = f"{self.library_label}: openai/{info.id} {row_tier}"
         if effective is not None:
             ref += f" from {effective.isoformat()}"
+        if above:
+            ref += f", input over {above:,} tokens"
         variant_text = ""
         if used_variant:
             variant_text = f", overlaid with its {tier} rate" + (
@@ -343,6 +391,12 @@ class PriceBook:
         return PriceRow(ref=ref[:_REF_MAX], source="genai-prices", kind="list", model=info.id,
                         service_tier=row_tier, effective_from=effective, **values,  # type: ignore[arg-type]
                         why=why)
+
+
+def _utc_day(on: dt.date) -> dt.date:
+    if isinstance(on, dt.datetime):
+        return (on if on.tzinfo is None else on.astimezone(dt.UTC)).date()
+    return on
 
 
 def _short_source(source: str | None) -> str:

@@ -91,11 +91,13 @@ class RollupResult:
 class _Prices:
     """The subset of models.pricing.PriceBook that rollups use."""
 
+    context_thresholds: tuple[int, ...]
+
     def list_price(self, model: str, service_tier: str | None, is_batch: bool,
-                   on: dt.date) -> object | None: ...
+                   on: dt.date, long_context: int = 0) -> object | None: ...
 
     def contract_price(self, model: str, service_tier: str | None, is_batch: bool,
-                       on: dt.date) -> object | None: ...
+                       on: dt.date, long_context: int = 0) -> object | None: ...
 
 
 class RollupEngine:
@@ -238,7 +240,13 @@ class RollupEngine:
             return self._read(conn, day)
 
     def _read(self, conn: Connection, day: dt.date) -> Groups:
-        return read_groups(conn, day, *day_bounds(day, self.tz))
+        return read_groups(conn, day, *day_bounds(day, self.tz), self.thresholds)
+
+    @property
+    def thresholds(self) -> tuple[int, ...]:
+        """The long-context thresholds of the prices in use (none for a price book
+        without long-context rates)."""
+        return tuple(getattr(self.prices, "context_thresholds", ()))
 
     def _write_day(self, conn: Connection, day: dt.date, groups: Groups) -> int:
         """Replace the daily and per-user rows of the local ``day`` with ``groups``
@@ -278,7 +286,7 @@ class RollupEngine:
             "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
             "audio_input_tokens", "audio_output_tokens")))
         key = (str(row["model"]), str(row["service_tier"]), bool(row["is_batch"]),
-               row["price_date"])
+               row["price_date"], int(row["long_context"]))  # type: ignore[call-overload]
         found = self._price_cache.get(key)
         if found is None:
             found = self._price_cache[key] = (

@@ -129,9 +129,12 @@ TTFT_BUCKETS = tuple(f"ttft_{i:02d}" for i in range(len(LATENCY_EDGES_MS) + 1))
 #: timezone can span two). Missing tags are stored as ''. ``user`` is not a key: with
 #: it, a day holds about as many rows as events (users x models x projects), and the
 #: rollup would cost as much to read as the raw table.
-DAILY_KEYS = ("day", "price_date", "model", "service_tier", "is_batch", "endpoint", "team",
-              "project")
-MONTHLY_KEYS = ("month", "model", "service_tier", "is_batch", "endpoint", "team", "project")
+#: ``long_context`` is the input-token threshold the requests exceeded (0: none), since a
+#: long-context rate applies per request (``models.long_context``).
+DAILY_KEYS = ("day", "price_date", "model", "service_tier", "is_batch", "long_context",
+              "endpoint", "team", "project")
+MONTHLY_KEYS = ("month", "model", "service_tier", "is_batch", "long_context", "endpoint",
+                "team", "project")
 
 #: Additive measures of a rollup row.
 ROLLUP_SUMS = (
@@ -165,6 +168,8 @@ def _tag_keys() -> list[Column[object]]:
         Column("model", String(200), nullable=False),
         Column("service_tier", String(32), nullable=False),
         Column("is_batch", Boolean, nullable=False),
+        Column("long_context", BigInteger, nullable=False, default=0, server_default="0",
+               comment="the input-token threshold its requests exceeded, 0 for none"),
         Column("endpoint", String(64), nullable=False),
         Column("team", String(200), nullable=False),
         Column("project", String(200), nullable=False),

@@ -75,6 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--tier", default="default",
                       help="service tier: default, flex or priority (default: default)")
     show.add_argument("--batch", action="store_true", help="the Batch API rate")
+    show.add_argument("--input-tokens", type=_count, metavar="N", default=0,
+                      help="the rate of a request with N input tokens (long-context rates "
+                           "apply above a threshold; default: the base rate)")
     show.set_defaults(handler=cmd_prices_show)
 
     sub.add_parser("check", help="models seen in usage events that have no list price today "
@@ -159,19 +162,23 @@ def cmd_prices_show(args: argparse.Namespace, settings: Settings) -> int:
         book = PriceBook.load(engine)
     finally:
         engine.dispose()
-    listed = book.list_price(args.model, args.tier, args.batch, on)
-    contract = book.contract_price(args.model, args.tier, args.batch, on)
+    from models.long_context import band
+
+    long_context = band(args.input_tokens, book.context_thresholds)
+    listed = book.list_price(args.model, args.tier, args.batch, on, long_context)
+    contract = book.contract_price(args.model, args.tier, args.batch, on, long_context)
     tier = "batch" if args.batch else (args.tier or "default")
-    print(f"{args.model}, tier {tier}, on {on.isoformat()} (UTC); prices in USD per million "
-          f"tokens")
+    length = f", a request of {args.input_tokens:,} input tokens" if args.input_tokens else ""
+    print(f"{args.model}, tier {tier}, on {on.isoformat()} (UTC){length}; prices in USD per "
+          f"million tokens")
     print("\nlist price:")
     if listed is not None:
         _print_row(listed)
     else:
-        print(f"  none: {args.model} is unpriced on {on.isoformat()} (neither org_prices nor "
-              f"{book.library_label} has a price for it); its tokens are counted but not costed. "
-              f"Add a [[price]] entry with kind = \"list\" to a price file and run "
-              f"`spendwatch prices apply FILE`")
+        why = book.why_unpriced(args.model, args.tier, args.batch, on)
+        print(f"  none: {args.model} is unpriced on {on.isoformat()}: {why}. Its tokens are "
+              f"counted but not costed. Add a [[price]] entry with kind = \"list\" to a price "
+              f"file and run `spendwatch prices apply FILE`")
     print("\ncontract price:")
     if contract is not None:
         _print_row(contract)
@@ -191,18 +198,33 @@ def cmd_prices_check(args: argparse.Namespace, settings: Settings) -> int:
     missing = set(book.models_without_price([(s.model, s.tier, s.batch) for s in seen], today))
     unpriced = [s for s in seen if (s.model, s.tier, s.batch) in missing]
     total = sum(s.events for s in seen)
+    history = _unpriced_history(settings)
     if not unpriced:
         print(f"every model seen in {total} usage events has a list price on "
               f"{today.isoformat()} (UTC)")
+    else:
+        print(f"{len(unpriced)} model/tier combination(s) seen in usage events have no list "
+              f"price on {today.isoformat()} (UTC); their tokens are counted but not costed:")
+        print(format_table(("model", "tier", "batch", "events", "with usage", "why"),
+                           [[s.model, s.tier or "", "yes" if s.batch else "", s.events,
+                             s.with_usage, book.why_unpriced(s.model, s.tier, s.batch, today)]
+                            for s in unpriced],
+                           [False, False, False, True, True, False]))
+    if history:
+        print("\nunpriced usage in the rollups (a price that starts later, a tier with no "
+              "rate on those days):")
+        print(format_table(
+            ("model", "tier", "batch", "first day", "last day", "requests", "unpriced tokens",
+             "why (on the last day)"),
+            [[h.model, h.tier, "yes" if h.batch else "", h.first.isoformat(),
+              h.last.isoformat(), h.requests, h.tokens,
+              book.why_unpriced(h.model, h.tier or None, h.batch, h.last)] for h in history],
+            [False, False, False, False, False, True, True, False]))
+    if not unpriced and not history:
         return 0
-    print(f"{len(unpriced)} model/tier combination(s) seen in usage events have no list price "
-          f"on {today.isoformat()} (UTC); their tokens are counted but not costed:")
-    print(format_table(("model", "tier", "batch", "events", "with usage"),
-                       [[s.model, s.tier or "", "yes" if s.batch else "", s.events,
-                         s.with_usage] for s in unpriced],
-                       [False, False, False, True, True]))
-    print("fix: add a [[price]] entry with kind = \"list\" for each to a price file and run "
-          "`spendwatch prices apply FILE` (or correct the model name in the application)")
+    print("fix: add a [[price]] entry with kind = \"list\" for each (with the tier and the "
+          "first day it must cover) to a price file, run `spendwatch prices apply FILE`, then "
+          "`spendwatch reprice --since DAY`; or correct the model name in the application")
     return 1
 
 
@@ -216,7 +238,41 @@ class _Seen:
     with_usage: int
 
 
+@dataclass(frozen=True)
+class _Unpriced:
+    model: str
+    tier: str
+    batch: bool
+    first: dt.date
+    last: dt.date
+    requests: int
+    tokens: int
+
+
 _engine = open_engine
+
+
+def _unpriced_history(settings: Settings) -> list[_Unpriced]:
+    """(model, tier, batch) of the daily rollups that have usage without a list price,
+    with the days and totals; the rollups' prices, so as of the last rollup or reprice."""
+    from sqlalchemy import func, select
+
+    from models.schema import rollup_daily as r
+    from models.types import as_date
+
+    query = (select(r.c.model, r.c.service_tier, r.c.is_batch, func.min(r.c.price_date),
+                    func.max(r.c.price_date), func.sum(r.c.requests),
+                    func.sum(r.c.unpriced_tokens))
+             .where(r.c.cost_list.is_(None), r.c.unpriced_tokens > 0)
+             .group_by(r.c.model, r.c.service_tier, r.c.is_batch)
+             .order_by(r.c.model, r.c.service_tier, r.c.is_batch))
+    engine = _engine(settings)
+    try:
+        with engine.connect() as conn:
+            return [_Unpriced(str(m), str(t), bool(b), as_date(lo), as_date(hi), int(n),
+                              int(u)) for m, t, b, lo, hi, n, u in conn.execute(query)]
+    finally:
+        engine.dispose()
 
 
 def _book_and_seen(settings: Settings) -> tuple[PriceBook, list[_Seen]]:
@@ -256,6 +312,17 @@ def _utc_day(value: str) -> dt.date:
         pass
     raise argparse.ArgumentTypeError(
         f"{value!r} is not a date; expected YYYY-MM-DD (a UTC day), e.g. 2026-11-01")
+
+
+def _count(value: str) -> int:
+    try:
+        n = int(value.replace(",", "").replace("_", ""))
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a token count; expected a whole number such as 300000")
+    return n
 
 
 def _today() -> dt.date:

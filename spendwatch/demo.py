@@ -9,9 +9,11 @@
    timestamps; then a few dozen live calls are made today with the real ``openai``
    SDK, instrumented by the collector, against a local OpenAI-compatible server.
 3. :class:`models.rollups.RollupEngine` rolls everything up.
-4. The example budgets (``demo_budgets.toml``) are applied and the alerts run; their
-   emails go to ``<data_dir>/demo/outbox`` (the demo never uses an SMTP server or a
-   webhook, and keeps its spool and outbox apart from a real installation's).
+4. The organisation's price rows (``demo_prices.toml``, applied before step 3: a flex
+   rate the price library lacks for part of the period) and the example budgets
+   (``demo_budgets.toml``) are applied, and the alerts run; their emails go to
+   ``<data_dir>/demo/outbox`` (the demo never uses an SMTP server or a webhook, and
+   keeps its spool and outbox apart from a real installation's).
 5. A summary, the dashboard's URL, and the dashboard (unless ``--no-serve``).
 """
 
@@ -71,6 +73,11 @@ def budget_file() -> Path:
     return Path(str(resources.files("spendwatch") / "demo_budgets.toml"))
 
 
+def price_file() -> Path:
+    """The organisation's price rows the demo applies."""
+    return Path(str(resources.files("spendwatch") / "demo_prices.toml"))
+
+
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from models.database import redact
 
@@ -90,6 +97,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"demo database: {redact(url)}", file=sys.stderr)
     engine = _prepare(demo_settings, reset=args.reset, default_file=explicit is None)
     marker = _marker(engine)
+    _apply_prices(engine)
     evaluate = _apply_budgets(engine, demo_settings)
     if marker is None:
         started = time.perf_counter()
@@ -251,7 +259,15 @@ def _load(engine: Engine, settings: Settings, days: int, seed: int,
     return load(engine, settings, plan, seed, evaluate), plan
 
 
-# -- budgets, alerts, summary, serve ------------------------------------------------------
+# -- prices, budgets, alerts, summary, serve ----------------------------------------------
+def _apply_prices(engine: Engine) -> None:
+    """Apply the demo's own price rows (before the rollups price anything)."""
+    from models.price_file import apply_prices, load_price_file
+
+    path = price_file()
+    apply_prices(engine, load_price_file(path), source=str(path))
+
+
 def _apply_budgets(engine: Engine,
                    settings: Settings) -> Callable[[dt.datetime], None] | None:
     """Apply the example budgets (when this spendwatch has budgets); returns how to

@@ -25,8 +25,10 @@ class FixedBook:
 
     PRICES: dict[str, Price] = {}
 
-    def list_price(self, model, tier, batch, on):
+    context_thresholds: tuple[int, ...] = ()
+
+    def list_price(self, model, tier, batch, on, long_context=0):
         return self.PRICES.get(model)
 
-    def contract_price(self, model, tier, batch, on):
+    def contract_price(self, model, tier, batch, on, long_context=0):
         return None

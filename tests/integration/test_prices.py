@@ -254,8 +254,8 @@ def test_cli_check_and_list(database, engine, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 model/tier combination(s)" in out
     table = [line.split() for line in out.splitlines()]
-    assert ["my-local-llama", "1", "1"] in table
-    assert ["mystery", "flex", "2", "1"] in table
+    assert ["my-local-llama", "1", "1", "neither"] in [row[:4] for row in table]
+    assert ["mystery", "flex", "2", "1", "neither"] in [row[:5] for row in table]
     assert not any(row and row[0].startswith("gpt-") for row in table)
 
     apply_file(engine, write(tmp_path, PRICES))
@@ -286,3 +286,28 @@ def test_cli_update_fails_cleanly_offline(capsys):
     assert err.startswith("spendwatch: cannot fetch current prices from http://127.0.0.1:9/")
     assert "Connection refused" in err and "Traceback" not in err
     assert "nothing was stored, list prices are unchanged" in err
+
+
+def test_cli_check_names_unpriced_days_of_the_rollups(database, engine, capsys):
+    """A price that is missing only on some days (o3's flex rate starts 2026-10-12 in
+    genai-prices 0.2.3) is found in the rollups, not just today."""
+    import datetime as dt
+
+    from models.event_store import EventStore
+    from models.rollups import RollupEngine
+    from tests.integration.test_rollups import ev
+
+    EventStore(engine).insert([
+        ev(dt.datetime(2026, 7, 1, 12, tzinfo=dt.UTC), model="o3", service_tier="flex"),
+        ev(dt.datetime(2026, 7, 3, 12, tzinfo=dt.UTC), model="o3", service_tier="flex"),
+        ev(dt.datetime(2026, 11, 3, 12, tzinfo=dt.UTC), model="o3", service_tier="flex")])
+    RollupEngine(engine).run()
+    assert run(database, "check") == 1
+    out = capsys.readouterr().out
+    assert "has a list price on" in out  # today o3 flex is priced...
+    assert "unpriced usage in the rollups" in out  # ... but not in July
+    row = next(line.split() for line in out.splitlines() if line.startswith("o3 "))
+    # 2 requests x (1,000 input + 100 output) unpriced tokens
+    assert row[:6] == ["o3", "flex", "2026-07-01", "2026-07-03", "2", "2200"]
+    assert "no flex rate for o3 on 2026-07-03" in out
+    assert "spendwatch reprice --since DAY" in out

@@ -27,14 +27,14 @@ class Book:
     """gpt-4o: $2.50 / $10 per M, cached $1.25; from the 15th of March 2026 $2 / $8.
     A contract for team pricing of gpt-4o: $2 / $8 flat. 'mystery' is unpriced."""
 
-    def list_price(self, model, tier, batch, on):
+    def list_price(self, model, tier, batch, on, long_context=0):
         if model != "gpt-4o":
             return None
         if on >= dt.date(2026, 3, 15):
             return Price("list gpt-4o from 2026-03-15", Decimal("2"), Decimal("8"), Decimal("1"))
         return Price("list gpt-4o", Decimal("2.50"), Decimal("10"), Decimal("1.25"))
 
-    def contract_price(self, model, tier, batch, on):
+    def contract_price(self, model, tier, batch, on, long_context=0):
         return None
 
 

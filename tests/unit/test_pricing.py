@@ -90,12 +90,17 @@ def test_default_tier_aliases(tier):
     assert book.contract_price("gpt-5", tier, False, NOV1).input_per_mtok == D(7)
 
 
-def test_unknown_tier_is_priced_as_default_and_says_so():
+def test_unknown_tier_is_unpriced_unless_a_row_covers_every_tier():
+    # a tier nobody prices is not guessed at the default rate ("never a guessed price")
     book = PriceBook.from_rows([org("gpt-5", tier="default", inp="7")])
-    row = book.contract_price("gpt-5", "scale", False, NOV1)
-    assert row.input_per_mtok == D(7) and "unknown service tier 'scale'" in row.why
-    listed = book.list_price("gpt-4o", "scale", False, NOV1)
-    assert listed.input_per_mtok == D("2.5") and "priced as default" in listed.why
+    assert book.contract_price("gpt-5", "scale", False, NOV1) is None
+    assert book.list_price("gpt-4o", "scale", False, NOV1) is None
+    why = book.why_unpriced("gpt-4o", "scale", False, NOV1)
+    assert "'scale'" in why and 'service_tier = "*"' in why
+    # a row for every tier does price it, and says the tier is unknown
+    star = PriceBook.from_rows([org("gpt-5", tier="*", inp="7")])
+    row = star.contract_price("gpt-5", "scale", False, NOV1)
+    assert row.input_per_mtok == D(7) and "'scale' is not one spendwatch knows" in row.why
 
 
 def test_effective_date_switches_on_the_15th():
@@ -192,12 +197,21 @@ def test_variant_missing_fields_fall_back_to_the_base():
     assert prices(row) == (D("1.25"), D("1.25"), D(5))
 
 
-def test_tier_without_a_rate_yet_uses_the_standard_rate_and_says_so():
-    # o3's flex rate starts 2026-10-12 in genai-prices 0.2.3; on 2025-07-01 o3 costs 2 / 8
-    row = PriceBook.from_rows([]).list_price("o3", "flex", False, dt.date(2025, 7, 1))
-    assert prices(row)[::2] == (D(2), D(8))
-    assert row.service_tier == "default"
-    assert "no flex rate on 2025-07-01" in row.why and "starts 2026-10-12" in row.why
+def test_tier_without_a_rate_yet_is_unpriced_and_says_why():
+    # o3's flex rate starts 2026-10-12 in genai-prices 0.2.3: a flex call on 2025-07-01
+    # has no known rate, and the standard 2 / 8 would be a guess (flex costs less)
+    book = PriceBook.from_rows([])
+    on = dt.date(2025, 7, 1)
+    assert book.list_price("o3", "flex", False, on) is None
+    why = book.why_unpriced("o3", "flex", False, on)
+    assert "no flex rate for o3 on 2025-07-01" in why and "starts 2026-10-12" in why
+    assert "org row for tier 'flex'" in why
+    # a model without any flex rate: the same
+    assert book.list_price("gpt-4o", "flex", False, NOV1) is None
+    # an org list row for the tier prices it
+    org_flex = PriceBook.from_rows([org("o3", "list", tier="flex", since="2025-04-01",
+                                        inp="1", out="4")])
+    assert prices(org_flex.list_price("o3", "flex", False, on))[::2] == (D(1), D(4))
 
 
 def test_o3_price_cut_on_2025_06_10():
@@ -210,11 +224,48 @@ def test_o3_price_cut_on_2025_06_10():
     assert before.ref != after.ref
 
 
-def test_long_context_prices_use_the_base_rate_and_say_so():
-    # genai-prices 0.2.3: gpt-5.4 input is 2.5 up to 272,000 input tokens (more above)
-    row = PriceBook.from_rows([]).list_price("gpt-5.4", None, False, NOV1)
-    assert row.input_per_mtok == D("2.5")
-    assert "long-context" in row.why and "272,000" in row.why
+def test_long_context_thresholds_of_the_library():
+    # genai-prices 0.2.3: every tiered OpenAI price starts its tier above 272,000
+    assert PriceBook.from_rows([]).context_thresholds == (272_000,)
+
+
+def test_long_context_rates_of_gpt_5_4():
+    # genai-prices 0.2.3, gpt-5.4: input 2.5 / cached 0.25 / output 15, and above 272,000
+    # input tokens 5 / 0.5 / 22.5 (every token of such a request)
+    book = PriceBook.from_rows([])
+    base = book.list_price("gpt-5.4", None, False, NOV1)
+    assert prices(base) == (D("2.5"), D("0.25"), D(15))
+    assert "long context: the base rate" in base.why and "272,000" in base.why
+    long = book.list_price("gpt-5.4", None, False, NOV1, 272_000)
+    assert prices(long) == (D(5), D("0.5"), D("22.5"))
+    assert long.ref.endswith(", input over 272,000 tokens") and long.ref != base.ref
+    assert "exceeded 272,000 tokens" in long.why
+    # flex has its own long-context rates: 1.25 / 0.13 / 7.5, above 272,000 2.5 / 0.25 / 11.25
+    flex = book.list_price("gpt-5.4", "flex", False, NOV1, 272_000)
+    assert prices(flex) == (D("2.5"), D("0.25"), D("11.25"))
+    # a model without long-context rates: the same row whatever the band
+    assert prices(book.list_price("gpt-4o", None, False, NOV1, 272_000)) == \
+        prices(book.list_price("gpt-4o", None, False, NOV1))
+
+
+def test_long_context_cost_of_one_request():
+    from models.costs import Tokens, cost_of
+
+    # 300,000 input tokens (100,000 cached) and 10,000 output on gpt-5.4, over 272,000:
+    #   200,000 x $5 / M = $1.00, 100,000 x $0.50 / M = $0.05, 10,000 x $22.50 / M = $0.225
+    #   total $1.275 (the base rate would say 0.50 + 0.025 + 0.15 = $0.675)
+    book = PriceBook.from_rows([])
+    tokens = Tokens(input_tokens=300_000, cached_input_tokens=100_000, output_tokens=10_000)
+    assert cost_of(tokens, book.list_price("gpt-5.4", None, False, NOV1, 272_000)).total == \
+        D("1.275")
+    assert cost_of(tokens, book.list_price("gpt-5.4", None, False, NOV1)).total == D("0.675")
+
+
+def test_an_org_row_has_one_rate_whatever_the_length():
+    book = PriceBook.from_rows([org("gpt-5.4", "contract", inp="2", out="12")])
+    row = book.contract_price("gpt-5.4", None, False, NOV1, 272_000)
+    assert (row.input_per_mtok, row.output_per_mtok) == (D(2), D(12))
+    assert "one rate whatever the length" in row.why
 
 
 def test_models_the_library_does_not_know_or_price_by_token():
