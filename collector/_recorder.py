@@ -20,7 +20,7 @@ from models.ids import uuid7
 
 from .tagging import COLUMN_TAGS, current_tags
 from .targets import Target
-from .usage import Usage, field_map, read_usage
+from .usage import Usage, _fields, field_map, read_usage
 
 __all__ = ["Call", "ClientInfo"]
 
@@ -31,6 +31,7 @@ _FAILED_CODE_KIND = {"rate_limit_exceeded": "rate_limit", "server_error": "serve
 
 
 _NO_USAGE = (None,) * 7
+_TEXT = (str, bytes)
 #: The last (defaults, tags) split into column tags and the others: calls of one
 #: client in one ``tags()`` block share both mappings (neither is ever mutated).
 _split: tuple[object, object, tuple[str | None, str | None, str | None, str | None,
@@ -75,21 +76,26 @@ class ClientInfo:
 class Call:
     """A logical call: one ``create()`` (however many HTTP attempts it took).
 
-    On the caller's thread it only gathers facts (timings, attempts, the usage object,
+    On the caller's thread it only gathers facts (timings, attempts, token counts,
     the error's class and status) and is queued as it is; the sink's writer thread
     turns it into a row (:meth:`event_values`, or :meth:`to_event` for a
     :class:`UsageEvent`).
 
-    Reading the usage object here instead (so that a queued call would not keep the
-    SDK's usage objects, nine GC-tracked objects, alive until the writer runs) cut
-    the garbage collector's runs six-fold but measured 10-20 us more caller-thread
-    CPU per call in bench/collector.py; it stays on the writer thread."""
+    What a queued call holds matters to the whole application: it waits in the queue
+    for the writer (up to ``flush_interval``), and every GC-tracked object it keeps
+    alive makes the cyclic garbage collector run more often, and promotes objects to
+    its older generations, whose collections are long (a full one takes ~0.1 s with
+    the SDK loaded). So the token counts are read here, into a tuple of ints, and the
+    call keeps no SDK object: keeping the SDK's usage object (nine tracked objects
+    with its details) for the writer to read made the collector run 8-16 times per
+    1,000 calls instead of ~1-2, and cost ~15-20 us per call on average (the median
+    call does not see a collection, so medians hide it; see bench/collector.py)."""
 
-    __slots__ = ("_id", "_lock", "_values", "attempts", "client", "defaults", "done", "end_perf",
-                 "error_class", "error_kind", "first_token_ns", "hide_usage_chunk", "model",
-                 "model_requested", "raw_usage", "request_id", "service_tier", "start_ns",
-                 "start_perf", "status", "stream_error", "streamed", "tags", "target",
-                 "usage")
+    __slots__ = ("_id", "_lock", "_values", "attempts", "client", "defaults", "done",
+                 "end_perf", "error_class", "error_kind", "first_token_ns", "headers",
+                 "hide_usage_chunk", "model", "model_requested", "request_id",
+                 "service_tier", "start_ns", "start_perf", "status", "stream_error",
+                 "streamed", "tags", "target", "usage")
 
     def __init__(self, target: Target, client: ClientInfo, kwargs: dict[str, object]) -> None:
         self.start_perf = time.perf_counter_ns()
@@ -103,11 +109,11 @@ class Call:
         self.attempts = 0
         self.status: int | None = None
         self.request_id: str | None = None
+        self.headers: Mapping[str, str] | None = None  # the last HTTP response's
         self.streamed = False
         self.hide_usage_chunk = False
         self.first_token_ns: int | None = None
         self.usage: Usage | None = None
-        self.raw_usage: object = None
         self.model: str | None = None
         self.service_tier: str | None = None
         self.stream_error: tuple[str, str] | None = None
@@ -119,9 +125,18 @@ class Call:
         self._id: uuid.UUID | None = None
         self._values: tuple[object, ...] | None = None
 
+    def take_request_id(self) -> None:
+        """Read ``x-request-id`` from the last response's headers (if it has one) and
+        let go of them."""
+        headers, self.headers = self.headers, None
+        if headers is not None:
+            self.request_id = headers.get("x-request-id") or self.request_id
+
     def _emit(self, error: BaseException | None) -> None:
         """Close the call and queue it (the caller's thread does no more than this)."""
         self.end_perf = time.perf_counter_ns()
+        if self.headers is not None:  # a queued call keeps no object of the SDK's
+            self.take_request_id()
         if error is not None:
             self.error_class = type(error).__name__
             self.status, self.error_kind = _classify(error, self.status)
@@ -150,7 +165,7 @@ class Call:
             ident = self._id = uuid7(self.start_ns)
         team, project, user, feature, environment, extra = _tag_columns(self.defaults,
                                                                         self.tags)
-        usage = self.usage if self.usage is not None else read_usage(self.raw_usage)
+        usage = self.usage
         start = self.start_perf
         first = self.first_token_ns
         self._values = values = (
@@ -179,23 +194,26 @@ class Call:
             log.exception("spendwatch: could not record a failed call")
 
     def succeed_plain(self, result: object) -> None:
-        """A complete (non-streamed) result: keep its usage object, model and tier."""
+        """A complete (non-streamed) result: read its token counts, model and tier
+        (no reference to the result or its usage object is kept)."""
         try:
-            fields = field_map(result)
+            fields = _fields(result)
             inner = fields.get("response")
-            if inner is not None and not isinstance(inner, str | bytes):
-                inner_fields = field_map(inner)
+            if inner is not None and not isinstance(inner, _TEXT):
+                inner_fields = _fields(inner)
                 if inner_fields.get("usage") is not None:
                     fields = inner_fields
-            self.raw_usage = fields.get("usage")
+            usage = fields.get("usage")
+            if usage is not None:
+                self.usage = read_usage(usage)
             model = fields.get("model")
             self.model = model if isinstance(model, str) else None
             tier = fields.get("service_tier")
             self.service_tier = tier if isinstance(tier, str) else None
-            if self.request_id is None:
-                rid = getattr(result, "_request_id", None)
-                if isinstance(rid, str):
-                    self.request_id = rid
+            rid = getattr(result, "_request_id", None)
+            if isinstance(rid, str):  # the SDK read it from the last response
+                self.request_id = rid
+                self.headers = None
             self.done = True
             self._emit(None)
         except Exception:

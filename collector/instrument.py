@@ -31,6 +31,9 @@ log = logging.getLogger("spendwatch.collector")
 ClientT = TypeVar("ClientT", OpenAI, AsyncOpenAI)
 _MARK = "__spendwatch_wrapped__"
 _CACHED_WRAPPERS = ("with_raw_response", "with_streaming_response")
+#: Result types looked at after every call (tuples: ``A | B`` builds a union per call).
+_STREAMS = (Stream, AsyncStream)
+_BASE_RESPONSE = openai._response.BaseAPIResponse
 
 
 def instrument(client: ClientT, **default_tags: str) -> ClientT:
@@ -140,18 +143,18 @@ def _begin(target: Target, info: ClientInfo, kwargs: dict[str, object]) -> Call:
 
 def _finish(call: Call, result: object) -> None:
     """Record a call that returned ``result`` (streams: once they end)."""
-    if isinstance(result, Stream | AsyncStream):
+    if isinstance(result, _STREAMS):
         observe_stream(call, result)
     elif isinstance(result, LegacyAPIResponse):
         # with_raw_response: parse() is cached on the response, so the caller's own
         # parse() gets this very object (and the very instrumented stream).
         parsed = result.parse()
-        if isinstance(parsed, Stream | AsyncStream):
+        if isinstance(parsed, _STREAMS):
             observe_stream(call, parsed)
         else:
             call.request_id = call.request_id or result.request_id
             call.succeed_plain(parsed)
-    elif isinstance(result, openai._response.BaseAPIResponse):
+    elif isinstance(result, _BASE_RESPONSE):
         _finish_on_close(call, result)
     else:
         call.succeed_plain(result)

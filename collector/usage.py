@@ -47,6 +47,7 @@ class ResultInfo(NamedTuple):
 
 
 _EMPTY: dict[str, object] = {}
+_tuple_new = tuple.__new__  # Usage from 7 values without NamedTuple.__new__'s call
 
 
 def field_map(obj: object) -> Mapping[str, object]:
@@ -83,40 +84,54 @@ def _int(value: object) -> int:
     return 0
 
 
+def _fields(obj: object) -> Mapping[str, object]:
+    """:func:`field_map` with the common cases first (a plain dict, a pydantic model
+    without extras): read on the caller's thread, so every call counts."""
+    if isinstance(obj, dict):
+        return obj
+    fields = getattr(obj, "__dict__", None)
+    if fields is not None and not getattr(obj, "__pydantic_extra__", None):
+        return fields
+    return field_map(obj)
+
+
 def read_usage(usage: object) -> Usage | None:
-    """Normalise a usage object (pydantic model or plain dict) of either naming."""
+    """Normalise a usage object (pydantic model or plain dict) of either naming.
+
+    Runs on the caller's thread for every call (so that a queued call keeps a tuple
+    of ints, not the SDK's usage objects): the counts are read with plain dict
+    lookups, and ``_int`` is only called for a value that is not already a
+    non-negative int."""
     if usage is None:
         return None
-    u = field_map(usage)
+    u = _fields(usage)
     prompt = u.get("prompt_tokens")
     if prompt is not None:  # Chat Completions, legacy Completions, Embeddings
-        pdet = field_map(u.get("prompt_tokens_details"))
-        cdet = field_map(u.get("completion_tokens_details"))
-        return Usage(
-            _int(prompt),
-            _int(pdet.get("cached_tokens")),
-            _int(pdet.get("cache_write_tokens")),
-            _int(u.get("completion_tokens")),
-            _int(cdet.get("reasoning_tokens")),
-            _int(pdet.get("audio_tokens")),
-            _int(cdet.get("audio_tokens")),
-        )
-    if u.get("type") == "duration":  # audio billed by the second: no tokens
+        pdet = u.get("prompt_tokens_details")
+        cdet = u.get("completion_tokens_details")
+        pdet = _EMPTY if pdet is None else _fields(pdet)
+        cdet = _EMPTY if cdet is None else _fields(cdet)
+        values = (prompt, pdet.get("cached_tokens"), pdet.get("cache_write_tokens"),
+                  u.get("completion_tokens"), cdet.get("reasoning_tokens"),
+                  pdet.get("audio_tokens"), cdet.get("audio_tokens"))
+    elif u.get("type") == "duration":  # audio billed by the second: no tokens
         return None
-    inp = u.get("input_tokens")
-    if inp is not None:  # Responses, Images, Audio transcriptions
-        idet = field_map(u.get("input_tokens_details") or u.get("input_token_details"))
-        odet = field_map(u.get("output_tokens_details"))
-        return Usage(
-            _int(inp),
-            _int(idet.get("cached_tokens")),
-            _int(idet.get("cache_write_tokens")),
-            _int(u.get("output_tokens")),
-            _int(odet.get("reasoning_tokens")),
-            _int(idet.get("audio_tokens")),
-            _int(odet.get("audio_tokens")),
-        )
-    return None
+    else:
+        inp = u.get("input_tokens")
+        if inp is None:
+            return None
+        # Responses, Images, Audio transcriptions
+        idet = u.get("input_tokens_details") or u.get("input_token_details")
+        odet = u.get("output_tokens_details")
+        idet = _EMPTY if idet is None else _fields(idet)
+        odet = _EMPTY if odet is None else _fields(odet)
+        values = (inp, idet.get("cached_tokens"), idet.get("cache_write_tokens"),
+                  u.get("output_tokens"), odet.get("reasoning_tokens"),
+                  idet.get("audio_tokens"), odet.get("audio_tokens"))
+    for v in values:
+        if type(v) is not int or v < 0:
+            return _tuple_new(Usage, map(_int, values))
+    return _tuple_new(Usage, values)
 
 
 def _text(value: object) -> str | None:

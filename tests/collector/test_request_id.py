@@ -1,0 +1,75 @@
+"""The ``x-request-id`` of a call is that of its last HTTP response that had one. The
+response hook only keeps the headers; they are read when the call ends, and only if
+neither the SDK's result nor its exception carries the id."""
+
+from __future__ import annotations
+
+import httpx2
+import openai
+from openai.types.chat import ChatCompletion
+
+from collector._hooks import CURRENT_CALL, _on_request, _on_response
+from collector._recorder import Call, ClientInfo
+from collector.targets import TARGETS
+
+_REQUEST = httpx2.Request("POST", "http://api.invalid/v1/chat/completions")
+
+
+def _response(status: int, request_id: str | None) -> httpx2.Response:
+    headers = {"content-type": "application/json"}
+    if request_id is not None:
+        headers["x-request-id"] = request_id
+    return httpx2.Response(status, headers=headers, request=_REQUEST)
+
+
+def _attempts(*responses: httpx2.Response) -> tuple[Call, list[Call]]:
+    queued: list[Call] = []
+    call = Call(TARGETS[0], ClientInfo("openai", {}, False, True, sink_put=queued.append),
+                {"model": "m"})
+    token = CURRENT_CALL.set(call)
+    try:
+        for response in responses:
+            _on_request(_REQUEST)
+            _on_response(response)
+    finally:
+        CURRENT_CALL.reset(token)
+    return call, queued
+
+
+def _result(request_id: str | None) -> ChatCompletion:
+    result = ChatCompletion.model_validate({
+        "id": "c", "object": "chat.completion", "created": 1, "model": "m", "choices": []})
+    if request_id is not None:
+        result._request_id = request_id
+    return result
+
+
+def test_a_result_without_an_id_takes_the_last_response_s() -> None:
+    call, queued = _attempts(_response(500, "req_a"), _response(200, "req_b"))
+    call.succeed_plain(_result(None))
+    assert queued == [call]
+    assert (call.request_id, call.attempts, call.status) == ("req_b", 2, 200)
+    assert call.headers is None  # not kept while queued
+
+
+def test_a_last_response_without_an_id_keeps_the_earlier_one() -> None:
+    call, _ = _attempts(_response(500, "req_a"), _response(200, None))
+    call.succeed_plain(_result(None))
+    assert call.request_id == "req_a"
+
+
+def test_the_sdk_result_s_id_is_used_without_reading_headers() -> None:
+    call, _ = _attempts(_response(500, "req_a"), _response(200, "req_b"))
+    call.succeed_plain(_result("req_b"))
+    assert call.request_id == "req_b" and call.headers is None
+
+
+def test_a_failed_call_takes_the_exception_s_id_else_the_last_response_s() -> None:
+    call, queued = _attempts(_response(429, "req_a"), _response(429, "req_b"))
+    call.fail(openai.RateLimitError("slow down", response=_response(429, "req_c"),
+                                    body=None))
+    assert queued == [call]
+    assert (call.request_id, call.status, call.error_kind) == ("req_c", 429, "rate_limit")
+    call, _ = _attempts(_response(500, "req_a"))
+    call.fail(openai.APIConnectionError(request=_REQUEST))
+    assert call.request_id == "req_a" and call.headers is None
