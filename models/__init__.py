@@ -26,7 +26,7 @@ from models.types import UTCDateTime
 _LAZY = {
     "PriceBook": "models.pricing",
     "PriceRow": "models.pricing",
-    "OrgPrice": "models.pricing",
+    "OrgPrice": "models.org_prices",
     "load_price_file": "models.price_file",
     "apply_prices": "models.price_file",
     "cost_of": "models.costs",

@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Engine, insert, update
 from sqlalchemy.exc import IntegrityError
 
 from models.database import begin_write
-from models.pricing import KINDS, ORG_TIERS, OrgPrice, read_org_prices
+from models.org_prices import KINDS, ORG_TIERS, OrgPrice, read_org_prices
 from models.schema import PRICE_COLUMNS, org_prices
 from models.toml_files import FileProblem, key_line, refused
 from spendwatch.errors import PriceFileError, SpendwatchError

@@ -29,14 +29,13 @@ applies to every token of the request. An org row has one rate whatever the leng
 from __future__ import annotations
 
 import datetime as dt
-import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from genai_prices import __version__ as _LIBRARY_VERSION
 from genai_prices import types as gp
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Engine
 
 from models._library_prices import all_prices as _all_prices
 from models._library_prices import base_price as _base_price
@@ -45,6 +44,7 @@ from models._library_prices import describe_match as _describe_match
 from models._library_prices import variants as _variants
 from models.long_context import rate as _rate
 from models.long_context import thresholds_of
+from models.org_prices import KINDS, ORG_TIERS, REF_MAX, OrgPrice, read_org_prices
 from models.schema import PRICE_COLUMNS
 
 __all__ = [
@@ -59,67 +59,15 @@ __all__ = [
     "read_org_prices",
 ]
 
-#: Tiers an org row may name ("*" means every tier).
-ORG_TIERS = ("default", "flex", "priority", "batch", "*")
-#: Kinds of org rows.
-KINDS = ("contract", "list")
 #: How the bundled list prices are named in ``PriceRow.ref``.
 LIBRARY_LABEL = f"genai-prices {_LIBRARY_VERSION}"
 
-log = logging.getLogger("spendwatch.pricing")
-
 _DEFAULT_ALIASES = ("", "auto", "default")
 _KNOWN_TIERS = ("default", "flex", "priority")
-_REF_MAX = 300  # rollup_daily.price_ref is String(300)
 # the genai-prices ModelPrice attribute of each of our price columns
 _LIBRARY_KEYS = dict(zip(PRICE_COLUMNS, ("input_mtok", "cache_read_mtok", "cache_write_mtok",
                                          "output_mtok", "input_audio_mtok", "output_audio_mtok"),
                          strict=True))
-
-
-@dataclass(frozen=True)
-class OrgPrice:
-    """One row of the organisation's price table (``org_prices``), or of a price file."""
-
-    model: str
-    service_tier: str
-    kind: str
-    effective_from: dt.date
-    input_per_mtok: Decimal
-    output_per_mtok: Decimal
-    cached_input_per_mtok: Decimal | None = None
-    cache_write_per_mtok: Decimal | None = None
-    audio_input_per_mtok: Decimal | None = None
-    audio_output_per_mtok: Decimal | None = None
-    note: str | None = None
-    #: where it came from, e.g. "prices.toml:7"
-    source: str | None = None
-    #: ``org_prices.id`` once stored
-    id: int | None = None
-    #: line of its ``[[price]]`` header in a price file
-    line: int | None = None
-    applied_at: dt.datetime | None = None
-
-    @property
-    def key(self) -> tuple[str, str, str, dt.date]:
-        """The unique key of the row: (model, service_tier, kind, effective_from)."""
-        return (self.model, self.service_tier, self.kind, self.effective_from)
-
-    @property
-    def prices(self) -> tuple[Decimal | None, ...]:
-        """The six prices in ``models.schema.PRICE_COLUMNS`` order."""
-        return tuple(getattr(self, name) for name in PRICE_COLUMNS)
-
-    @property
-    def ref(self) -> str:
-        """How a cost names this row."""
-        where = _short_source(self.source)
-        if self.id is not None:
-            text = f"org_prices #{self.id}" + (f" ({where})" if where else "")
-        else:
-            text = (f"org {self.kind} {self.model} {self.service_tier} from "
-                    f"{self.effective_from.isoformat()}" + (f" ({where})" if where else ""))
-        return text[:_REF_MAX]
 
 
 @dataclass(frozen=True)
@@ -139,15 +87,6 @@ class PriceRow:
     audio_input_per_mtok: Decimal | None
     audio_output_per_mtok: Decimal | None
     why: str
-
-
-def read_org_prices(conn: Connection) -> list[OrgPrice]:
-    """Every usable row of ``org_prices``, by id."""
-    from models.schema import org_prices
-
-    found = [_org_from_db(r._mapping)
-             for r in conn.execute(select(org_prices).order_by(org_prices.c.id))]
-    return [r for r in found if r is not None]
 
 
 def normalise_tier(service_tier: str | None, is_batch: bool) -> tuple[str, bool]:
@@ -388,7 +327,7 @@ class PriceBook:
         why = (f"{self.library_label} list price: {model} is openai/{info.id} "
                f"({_describe_match(info, model)}); {base_text}{variant_text}"
                + "".join(f"; {n}" for n in notes) + ".")
-        return PriceRow(ref=ref[:_REF_MAX], source="genai-prices", kind="list", model=info.id,
+        return PriceRow(ref=ref[:REF_MAX], source="genai-prices", kind="list", model=info.id,
                         service_tier=row_tier, effective_from=effective, **values,  # type: ignore[arg-type]
                         why=why)
 
@@ -397,24 +336,3 @@ def _utc_day(on: dt.date) -> dt.date:
     if isinstance(on, dt.datetime):
         return (on if on.tzinfo is None else on.astimezone(dt.UTC)).date()
     return on
-
-
-def _short_source(source: str | None) -> str:
-    """"prices.toml:7" for "/etc/spendwatch/prices.toml:7"."""
-    return (source or "").replace("\\", "/").rsplit("/", 1)[-1]
-
-
-def _org_from_db(m: Mapping[str, object]) -> OrgPrice | None:
-    prices = {name: None if m[name] is None else _clean(Decimal(str(m[name])))
-              for name in PRICE_COLUMNS}
-    if prices["input_per_mtok"] is None or prices["output_per_mtok"] is None:
-        log.warning("org_prices #%s (%s) has no input or output price and is ignored; "
-                    "apply a price file that gives both", m["id"], m["model"])
-        return None
-    applied, note, source = m["applied_at"], m["note"], m["source"]
-    return OrgPrice(
-        model=str(m["model"]), service_tier=str(m["service_tier"]), kind=str(m["kind"]),
-        effective_from=m["effective_from"], **prices,  # type: ignore[arg-type]
-        note=None if note is None else str(note), source=None if source is None else str(source),
-        id=int(m["id"]),  # type: ignore[call-overload]
-        applied_at=applied if isinstance(applied, dt.datetime) else None)
