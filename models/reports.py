@@ -15,7 +15,8 @@ from spendwatch.errors import ConfigurationError
 __all__ = ["DIMENSIONS", "SpendRow", "parse_day", "spend_report"]
 
 #: What a report can group by.
-DIMENSIONS = ("model", "team", "project", "endpoint", "service_tier")
+#: ``long_context`` is the input-token threshold a row's requests exceeded (0: none).
+DIMENSIONS = ("model", "team", "project", "endpoint", "service_tier", "long_context")
 _TOKENS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
            "reasoning_tokens", "unpriced_tokens")
 _ERRORS = ("errors_rate_limit", "errors_client", "errors_server", "errors_network",
@@ -33,7 +34,7 @@ def parse_day(text: str, what: str) -> dt.date:
 @dataclass
 class SpendRow:
     period: dt.date
-    keys: dict[str, str]
+    keys: dict[str, str | int]
     requests: int = 0
     errors: int = 0
     tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TOKENS, 0))

@@ -164,7 +164,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     spend = rep_sub.add_parser("spend", help="spend by model, team, project, ...")
     spend.add_argument("--by", default="model,team,project",
                        help="comma-separated: model, team, project, endpoint, "
-                            "service_tier (default model,team,project)")
+                            "service_tier, long_context (the input-token threshold its "
+                            "requests exceeded, 0 for none; default model,team,project)")
     spend.add_argument("--period", choices=("day", "month"), default="month")
     spend.add_argument("--since", help="first local day (default: start of this month)")
     spend.add_argument("--until", help="last local day (default: today)")

@@ -65,6 +65,10 @@ def test_long_context_requests_are_rolled_up_apart_and_priced_at_their_rate(data
     # the report totals what a hand computation gives: 2.1375 + 0.76 = 2.8975
     report = spend_report(engine, by=["model"], period="day", since=DAY, until=DAY)
     assert sum(r.cost_contract for r in report) == D("2.8975")
+    by_band = {tuple(r.keys.values()): r.cost_contract for r in spend_report(
+        engine, by=["model", "long_context"], period="month", since=DAY, until=DAY)}
+    assert by_band == {("gpt-5.4", 0): D("0.8625"), ("gpt-5.4", 272_000): D("1.275"),
+                       ("gpt-4o", 272_000): D("0.76")}
     engine.dispose()
 
 
