@@ -147,10 +147,34 @@ def cmd_prices_list(args: argparse.Namespace, settings: Settings) -> int:
         row = book.list_price(s.model, s.tier, s.batch, today)
         prices = _prices(row) if row else ["unpriced", "", "", "", "", ""]
         table.append([s.model, s.tier or "", "yes" if s.batch else "", s.events, *prices,
+                      _long_context(book, s.model, s.tier, s.batch, today, row),
                       row.ref if row else "add a kind = \"list\" row: spendwatch prices apply"])
-    print(format_table(("model", "tier", "batch", "events", *_PRICE_HEADERS, "price row"), table,
-                       [False, False, False] + [True] * 7 + [False]))
+    print(format_table(("model", "tier", "batch", "events", *_PRICE_HEADERS, "long context",
+                        "price row"), table,
+                       [False, False, False] + [True] * 7 + [False, False]))
     return 0
+
+
+def _long_context(book: PriceBook, model: str, tier: str | None, batch: bool, on: dt.date,
+                  base: PriceRow | None) -> str:
+    """"above 272,000: input 5, cached 0.5, output 22.5" for each threshold where the
+    rates differ from ``base``; "" for none."""
+    from models.pricing import format_price
+    from models.schema import PRICE_COLUMNS
+
+    if base is None:
+        return ""
+    parts = []
+    for threshold in book.context_thresholds:
+        row = book.list_price(model, tier, batch, on, threshold)
+        changed = [(label, getattr(row, name)) for label, name in zip(
+            ("input", "cached", "cache write", "output", "audio in", "audio out"),
+            PRICE_COLUMNS, strict=True) if row is not None
+            and getattr(row, name) != getattr(base, name)]
+        if changed:
+            parts.append(f"above {threshold:,}: " + ", ".join(
+                f"{label} {format_price(value)}" for label, value in changed))
+    return "; ".join(parts)
 
 
 def cmd_prices_show(args: argparse.Namespace, settings: Settings) -> int:

@@ -311,3 +311,21 @@ def test_cli_check_names_unpriced_days_of_the_rollups(database, engine, capsys):
     assert row[:6] == ["o3", "flex", "2026-07-01", "2026-07-03", "2", "2200"]
     assert "no flex rate for o3 on 2026-07-03" in out
     assert "spendwatch reprice --since DAY" in out
+
+
+def test_cli_list_and_show_long_context_rates(database, engine, capsys):
+    add_events(engine, ("gpt-5.4", "gpt-5.4", None, False, True),
+               ("gpt-4o", "gpt-4o", None, False, True))
+    assert run(database, "list") == 0
+    out = capsys.readouterr().out
+    # genai-prices 0.2.3: gpt-5.4 above 272,000 input tokens: input 5, cached 0.5, output 22.5
+    line = next(x for x in out.splitlines() if x.startswith("gpt-5.4 "))
+    assert "above 272,000: input 5, cached 0.5, output 22.5" in line
+    line = next(x for x in out.splitlines() if x.startswith("gpt-4o "))
+    assert "above" not in line
+    assert run(database, "show", "gpt-5.4", "--input-tokens", "272001") == 0
+    out = capsys.readouterr().out
+    assert "a request of 272,001 input tokens" in out
+    assert "input over 272,000 tokens" in out and "22.5" in out
+    assert run(database, "show", "gpt-5.4", "--input-tokens", "272000") == 0
+    assert "input over" not in capsys.readouterr().out  # not above the threshold
