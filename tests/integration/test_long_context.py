@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select, text
 
 from models.database import create_db_engine, open_database, upgrade
@@ -15,7 +16,14 @@ from models.months import close_month, month_lines
 from models.pricing import PriceBook
 from models.reports import spend_report
 from models.rollups import RollupEngine
-from models.schema import ROLLUP_SUMS, rollup_daily, rollup_daily_user, rollup_monthly
+from models.schema import (
+    CHARGEBACK_COUNTS,
+    ROLLUP_SUMS,
+    chargeback_snapshot,
+    rollup_daily,
+    rollup_daily_user,
+    rollup_monthly,
+)
 from tests.integration.test_rollups import ev
 
 UTC = dt.UTC
@@ -72,23 +80,31 @@ def test_long_context_requests_are_rolled_up_apart_and_priced_at_their_rate(data
     engine.dispose()
 
 
-def test_a_closed_month_keeps_each_band_with_its_unit_prices(database):
+@pytest.fixture
+def closed(database):
+    """(engine, price book) with the events of ``_events`` and November 2026 closed."""
     engine = open_database(database.url)
     EventStore(engine).insert(_events())
     book = PriceBook.from_rows([])
     close_month(engine, dt.date(2026, 11, 1), by="test", prices=book,
                 today=dt.date(2026, 12, 2))
-    closed, lines = month_lines(engine, dt.date(2026, 11, 1))
-    assert closed
+    yield engine, book
+    engine.dispose()
+
+
+def test_a_closed_month_keeps_each_band_with_its_unit_prices(closed):
+    engine, _ = closed
+    is_closed, lines = month_lines(engine, dt.date(2026, 11, 1))
+    assert is_closed
     long = [line for line in lines if line.model == "gpt-5.4" and line.long_context]
     assert len(long) == 1 and long[0].cost_list == D("1.275")
     assert '"input_per_mtok": "5"' in long[0].prices
-    engine.dispose()
 
 
 def test_migration_keeps_rollup_and_chargeback_rows(database):
     """0007 -> 0008 on a database with rows: they get long_context 0, the primary keys
-    take the new column (two rows differing only by it can be stored)."""
+    take the new column (two rows differing only by it can be stored), and a closed
+    month's snapshot keeps its money and unit prices."""
     from alembic import command
 
     import models.database as dbmod
@@ -103,6 +119,13 @@ def test_migration_keeps_rollup_and_chargeback_rows(database):
             f"endpoint, team, project, {sums}, unpriced_tokens, cost_list) VALUES "
             f"('2026-10-01', '2026-10-01', 'gpt-4o', '', false, 'chat.completions', 't', "
             f"'p', {zeros}, 0, '0.5')"))
+        counts = ", ".join(f'"{name}"' for name in CHARGEBACK_COUNTS)
+        conn.execute(text(
+            f"INSERT INTO chargeback_snapshot (month, day, price_date, model, service_tier, "
+            f"is_batch, endpoint, team, project, {counts}, cost_list, cost_contract, prices) "
+            f"VALUES ('2026-10-01', '2026-10-01', '2026-10-01', 'gpt-4o', '', false, "
+            f"'chat.completions', 't', 'p', {', '.join('7' for _ in CHARGEBACK_COUNTS)}, "
+            f"'0.123456789', '0.1', '{{\"list\": null}}')"))
     assert upgrade(engine)[1] == "0008"
     with engine.begin() as conn:
         row = conn.execute(select(rollup_daily)).one()
@@ -113,17 +136,16 @@ def test_migration_keeps_rollup_and_chargeback_rows(database):
             f"('2026-10-01', '2026-10-01', 'gpt-4o', '', false, 272000, 'chat.completions', "
             f"'t', 'p', {zeros}, 0)"))
         assert conn.execute(text("SELECT count(*) FROM rollup_daily")).scalar() == 2
+        snap = conn.execute(select(chargeback_snapshot)).one()
+        assert (snap.long_context, snap.requests, snap.cost_list, snap.prices) == (
+            0, 7, D("0.123456789"), '{"list": null}')
     engine.dispose()
 
 
-def test_a_late_long_context_event_is_corrected_in_its_band(database):
+def test_a_late_long_context_event_is_corrected_in_its_band(closed):
     from models.corrections import post_corrections
 
-    engine = open_database(database.url)
-    EventStore(engine).insert(_events())
-    book = PriceBook.from_rows([])
-    close_month(engine, dt.date(2026, 11, 1), by="test", prices=book,
-                today=dt.date(2026, 12, 2))
+    engine, book = closed
     # a late 400,000-token request of the closed month: 400,000 x 5 + 1,000 x 22.5 = 2.0225
     EventStore(engine).insert([ev(dt.datetime(2026, 11, 20, tzinfo=UTC), model="gpt-5.4",
                                   input_tokens=400_000, output_tokens=1_000)])
@@ -132,7 +154,6 @@ def test_a_late_long_context_event_is_corrected_in_its_band(database):
     (line,) = [line for line in lines if line.correction_of]
     assert (line.long_context, line.cost_list, line.counts["requests"]) == (
         272_000, D("2.0225"), 1)
-    engine.dispose()
 
 
 def test_hourly_spend_prices_each_band(database):
