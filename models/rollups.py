@@ -110,6 +110,7 @@ class RollupEngine:
         self._closed = closed_months or _stored_closed_months
         self.dialect = engine.dialect.name
         self._price_cache: dict[tuple[object, ...], tuple[object | None, object | None]] = {}
+        self._thresholds: tuple[int, ...] | None = None
 
     @property
     def prices(self) -> _Prices:
@@ -149,6 +150,7 @@ class RollupEngine:
             closed = self._closed(conn)
             result.skipped_closed = [d for d in days if d.replace(day=1) in closed]
             days = [d for d in days if d.replace(day=1) not in closed]
+            _ = self.thresholds  # the price book is loaded here, not by each reader
             for done, (day, groups) in enumerate(self._read_days(conn, days), 1):
                 result.rows += self._write_day(conn, day, groups)
                 if progress is not None:
@@ -245,8 +247,10 @@ class RollupEngine:
     @property
     def thresholds(self) -> tuple[int, ...]:
         """The long-context thresholds of the prices in use (none for a price book
-        without long-context rates)."""
-        return tuple(getattr(self.prices, "context_thresholds", ()))
+        without long-context rates); read once, before the readers start."""
+        if self._thresholds is None:
+            self._thresholds = tuple(getattr(self.prices, "context_thresholds", ()))
+        return self._thresholds
 
     def _write_day(self, conn: Connection, day: dt.date, groups: Groups) -> int:
         """Replace the daily and per-user rows of the local ``day`` with ``groups``
