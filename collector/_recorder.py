@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from models.events import UsageEvent, classify_error
 from models.ids import uuid7
 
-from .tagging import COLUMN_TAGS, current_tags
+from .tagging import _TAGS, COLUMN_TAGS
 from .targets import Target
 from .usage import Usage, _fields, field_map, read_usage
 
@@ -91,11 +91,27 @@ class Call:
     1,000 calls instead of ~1-2, and cost ~15-20 us per call on average (the median
     call does not see a collection, so medians hide it; see bench/collector.py)."""
 
-    __slots__ = ("_id", "_lock", "_values", "attempts", "client", "defaults", "done",
-                 "end_perf", "error_class", "error_kind", "first_token_ns", "headers",
-                 "hide_usage_chunk", "model", "model_requested", "request_id",
-                 "service_tier", "start_ns", "start_perf", "status", "stream_error",
-                 "streamed", "tags", "target", "usage")
+    # Everything a call starts without is a class attribute: __init__ runs on the
+    # caller's thread before every call, with cold CPU caches, and stores only what
+    # differs per call (the first assignment of the others makes them the call's own).
+    attempts = 0
+    status: int | None = None
+    request_id: str | None = None
+    headers: Mapping[str, str] | None = None  # the last HTTP response's, until the end
+    streamed = False
+    hide_usage_chunk = False
+    first_token_ns: int | None = None
+    usage: Usage | None = None
+    model: str | None = None
+    service_tier: str | None = None
+    stream_error: tuple[str, str] | None = None
+    error_class: str | None = None
+    error_kind: str | None = None
+    end_perf = 0
+    done = False
+    _lock: threading.Lock | None = None
+    _id: uuid.UUID | None = None
+    _values: tuple[object, ...] | None = None
 
     def __init__(self, target: Target, client: ClientInfo, kwargs: dict[str, object]) -> None:
         self.start_perf = time.perf_counter_ns()
@@ -105,25 +121,7 @@ class Call:
         self.defaults = client.defaults
         model = kwargs.get("model")
         self.model_requested = model if isinstance(model, str) else None
-        self.tags: Mapping[str, str] = current_tags()  # captured now, not at stream end
-        self.attempts = 0
-        self.status: int | None = None
-        self.request_id: str | None = None
-        self.headers: Mapping[str, str] | None = None  # the last HTTP response's
-        self.streamed = False
-        self.hide_usage_chunk = False
-        self.first_token_ns: int | None = None
-        self.usage: Usage | None = None
-        self.model: str | None = None
-        self.service_tier: str | None = None
-        self.stream_error: tuple[str, str] | None = None
-        self.error_class: str | None = None
-        self.error_kind: str | None = None
-        self.end_perf = 0
-        self.done = False
-        self._lock: threading.Lock | None = None
-        self._id: uuid.UUID | None = None
-        self._values: tuple[object, ...] | None = None
+        self.tags: Mapping[str, str] = _TAGS.get()  # captured now, not at stream end
 
     def take_request_id(self) -> None:
         """Read ``x-request-id`` from the last response's headers (if it has one) and
@@ -197,7 +195,7 @@ class Call:
         """A complete (non-streamed) result: read its token counts, model and tier
         (no reference to the result or its usage object is kept)."""
         try:
-            fields = _fields(result)
+            fields = outer = _fields(result)
             inner = fields.get("response")
             if inner is not None and not isinstance(inner, _TEXT):
                 inner_fields = _fields(inner)
@@ -210,7 +208,7 @@ class Call:
             self.model = model if isinstance(model, str) else None
             tier = fields.get("service_tier")
             self.service_tier = tier if isinstance(tier, str) else None
-            rid = getattr(result, "_request_id", None)
+            rid = outer.get("_request_id")  # in the model's __dict__: no __getattr__
             if isinstance(rid, str):  # the SDK read it from the last response
                 self.request_id = rid
                 self.headers = None

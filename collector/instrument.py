@@ -130,34 +130,55 @@ def _wrap_copy(client: OpenAI | AsyncOpenAI, info: ClientInfo) -> None:
     client.__dict__["with_options"] = copy
 
 
-def _begin(target: Target, info: ClientInfo, kwargs: dict[str, object]) -> Call:
-    call = Call(target, info, kwargs)
-    if (target.stream_usage_opt_in and kwargs.get("stream") is True
-            and not is_given(kwargs.get("stream_options", openai.omit))):
-        # Ask for usage on the caller's behalf; the extra usage-only chunk is then
-        # hidden from them (call.observe), so `chunk.choices[0]` keeps working.
+def _ask_for_usage(call: Call, kwargs: dict[str, object]) -> None:
+    """A chat stream: ask for usage on the caller's behalf unless they chose
+    ``stream_options``; the extra usage-only chunk is then hidden from them
+    (call.observe), so `chunk.choices[0]` keeps working."""
+    if not is_given(kwargs.get("stream_options", openai.omit)):
         kwargs["stream_options"] = {"include_usage": True}
         call.hide_usage_chunk = True
-    return call
+
+
+#: What ``_finish`` does with a result, by its exact type (looked up once per type:
+#: three ``isinstance`` checks after every call cost ~1 us with cold CPU caches).
+_PLAIN, _STREAM, _LEGACY, _ON_CLOSE = range(4)
+_KINDS: dict[type, int] = {}
+
+
+def _kind(result_type: type) -> int:
+    if issubclass(result_type, _STREAMS):
+        kind = _STREAM
+    elif issubclass(result_type, LegacyAPIResponse):
+        kind = _LEGACY
+    elif issubclass(result_type, _BASE_RESPONSE):
+        kind = _ON_CLOSE
+    else:
+        kind = _PLAIN
+    if len(_KINDS) < 256:  # result types are a handful of SDK classes
+        _KINDS[result_type] = kind
+    return kind
 
 
 def _finish(call: Call, result: object) -> None:
     """Record a call that returned ``result`` (streams: once they end)."""
-    if isinstance(result, _STREAMS):
-        observe_stream(call, result)
-    elif isinstance(result, LegacyAPIResponse):
+    kind = _KINDS.get(type(result))
+    if kind is None:
+        kind = _kind(type(result))
+    if kind == _PLAIN:
+        call.succeed_plain(result)
+    elif kind == _STREAM:
+        observe_stream(call, result)  # type: ignore[arg-type]
+    elif kind == _LEGACY:
         # with_raw_response: parse() is cached on the response, so the caller's own
         # parse() gets this very object (and the very instrumented stream).
-        parsed = result.parse()
+        parsed = result.parse()  # type: ignore[attr-defined]
         if isinstance(parsed, _STREAMS):
             observe_stream(call, parsed)
         else:
-            call.request_id = call.request_id or result.request_id
+            call.request_id = call.request_id or result.request_id  # type: ignore[attr-defined]
             call.succeed_plain(parsed)
-    elif isinstance(result, _BASE_RESPONSE):
-        _finish_on_close(call, result)
     else:
-        call.succeed_plain(result)
+        _finish_on_close(call, result)  # type: ignore[arg-type]
 
 
 def _finish_on_close(call: Call, result: openai._response.BaseAPIResponse[object]) -> None:
@@ -185,13 +206,16 @@ def _finish_on_close(call: Call, result: openai._response.BaseAPIResponse[object
 
 def _wrap(original: Callable[..., object], target: Target,
           info: ClientInfo) -> Callable[..., object]:
+    opt_in = target.stream_usage_opt_in  # chat completions: ask streams for usage
     if info.is_async or inspect.iscoroutinefunction(original):
         @functools.wraps(original)
         async def async_wrapper(*args: object, **kwargs: object) -> object:
             if budget_guard.GUARD is not None:  # enforcement: may swap the model or raise
                 budget_guard.enforce(info, kwargs)
             try:
-                call = _begin(target, info, kwargs)
+                call = Call(target, info, kwargs)
+                if opt_in and kwargs.get("stream") is True:
+                    _ask_for_usage(call, kwargs)
             except Exception:
                 log.exception("spendwatch: could not start recording a call")
                 return await original(*args, **kwargs)  # type: ignore[misc]
@@ -217,7 +241,9 @@ def _wrap(original: Callable[..., object], target: Target,
         if budget_guard.GUARD is not None:  # enforcement: may swap the model or raise
             budget_guard.enforce(info, kwargs)
         try:
-            call = _begin(target, info, kwargs)
+            call = Call(target, info, kwargs)
+            if opt_in and kwargs.get("stream") is True:
+                _ask_for_usage(call, kwargs)
         except Exception:
             log.exception("spendwatch: could not start recording a call")
             return original(*args, **kwargs)

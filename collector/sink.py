@@ -117,29 +117,42 @@ class EventSink:
 
     # -- the hot path (caller's thread) ----------------------------------------
     def put(self, event: UsageEvent | EventSource) -> None:
-        """Queue an event, or a recorded call that becomes one on the writer thread."""
+        """Queue an event, or a recorded call that becomes one on the writer thread.
+
+        This runs on the application's thread after every call, with cold CPU caches
+        (the SDK's own work in between evicts them): the common case reads as few
+        attributes as it can."""
+        queue = self._queue
+        if len(queue) < self._max and not self._closed:
+            with self._lock:
+                queue.append(event)
+                self._enqueued_n += 1
+            if len(queue) >= self._batch or self._thread is None:
+                self._kick()
+            return
+        self._put_slow(event)
+
+    def _kick(self) -> None:
+        if self._thread is None:
+            self._start()
+        if len(self._queue) >= self._batch and not self._wake.is_set():
+            self._wake.set()  # once: set() takes the Event's lock on every call
+
+    def _put_slow(self, event: UsageEvent | EventSource) -> None:
+        """Closed: spool the event now; full: drop and count it."""
         if self._closed:
             built = event if type(event) is UsageEvent else _to_event(event)
             if built is not None:
                 self._spool_now([built])
             return
-        if len(self._queue) >= self._max:
-            with self._lock:
-                self._dropped_n += 1
-            now = time.monotonic()
-            if now - self._last_drop_log > 10:
-                self._last_drop_log = now
-                log.warning("spendwatch queue full (%d events): %d event(s) dropped so far; "
-                            "the database is too slow or down and the spool cannot keep "
-                            "up; raise SPENDWATCH_QUEUE_SIZE", self._max, self._dropped_n)
-            return
         with self._lock:
-            self._queue.append(event)
-            self._enqueued_n += 1
-        if self._thread is None:
-            self._start()
-        if len(self._queue) >= self._batch and not self._wake.is_set():
-            self._wake.set()  # once: set() takes the Event's lock on every call
+            self._dropped_n += 1
+        now = time.monotonic()
+        if now - self._last_drop_log > 10:
+            self._last_drop_log = now
+            log.warning("spendwatch queue full (%d events): %d event(s) dropped so far; "
+                        "the database is too slow or down and the spool cannot keep "
+                        "up; raise SPENDWATCH_QUEUE_SIZE", self._max, self._dropped_n)
 
     # -- control ------------------------------------------------------------------
     def _start(self) -> None:
