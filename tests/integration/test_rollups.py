@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from models.costs import cost_of
 from models.database import open_database
 from models.event_store import EventStore
 from models.events import UsageEvent
@@ -179,6 +180,20 @@ def test_closed_month_is_never_changed(engine):
 
 
 # -- property: incremental == brute force ---------------------------------------------------
+class BandedBook(Book):
+    """Book, plus a long-context rate for gpt-4o: above 3,000 input tokens every token of
+    the request costs twice the base rate (models.long_context)."""
+
+    context_thresholds = (3000,)
+
+    def list_price(self, model, tier, batch, on, long_context=0):
+        base = super().list_price(model, tier, batch, on)
+        if base is None or long_context < 3000:
+            return base
+        return Price(base.ref + " above 3000", base.input_per_mtok * 2,
+                     base.output_per_mtok * 2, base.cached_input_per_mtok * 2)
+
+
 _T0 = dt.datetime(2026, 4, 28, tzinfo=UTC)
 event_st = st.builds(
     lambda minutes, model, team, inp, out: (minutes, model, team, inp, out),
@@ -199,8 +214,10 @@ def test_incremental_equals_brute_force(database, batches):
                           "rollup_state"):
                 conn.execute(text(f"DELETE FROM {table}"))
         store = EventStore(engine)
-        roll = RollupEngine(engine, timezone="America/New_York", prices=Book())
+        book = BandedBook()
+        roll = RollupEngine(engine, timezone="America/New_York", prices=book)
         expected: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
+        cost: dict[tuple, Decimal] = defaultdict(Decimal)  # priced event by event
         tz = roll.tz
         for batch in batches:  # arbitrary order: later batches hold earlier timestamps too
             events = [ev(_T0 + dt.timedelta(minutes=m), model=model, team=team,
@@ -212,13 +229,21 @@ def test_incremental_equals_brute_force(database, batches):
                 expected[key][0] += 1
                 expected[key][1] += e.input_tokens
                 expected[key][2] += e.output_tokens
+                price = book.list_price(e.model, None, False, e.ts.date(),
+                                        3000 if e.input_tokens > 3000 else 0)
+                if price is not None:
+                    cost[key] += cost_of(e, price).total
         got: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
+        got_cost: dict[tuple, Decimal] = defaultdict(Decimal)
         for r in daily(engine):
             key = (r["day"], r["model"], r["team"])
             got[key][0] += r["requests"]
             got[key][1] += r["input_tokens"]
             got[key][2] += r["output_tokens"]
+            if r["cost_list"] is not None:
+                got_cost[key] += r["cost_list"]
         assert dict(got) == dict(expected)
+        assert {k: v for k, v in got_cost.items() if v} == {k: v for k, v in cost.items() if v}
         # monthly rows and per-user rows hold the same totals as the daily rows
         from models.schema import rollup_daily_user
 
