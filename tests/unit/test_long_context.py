@@ -46,3 +46,28 @@ def test_band_sql_equals_band():
         conn.exec_driver_sql("INSERT INTO t VALUES (?)", [(v,) for v in values])
         got = conn.execute(select(t.c.n, band_sql(t.c.n, (272_000, 1_000_000)))).all()
     assert [b for _, b in got] == [band(v, (272_000, 1_000_000)) for v in values]
+
+
+def test_prices_update_sees_a_changed_long_context_rate():
+    """A new library that changes only gpt-5.4's rate above 272,000 input tokens is a
+    change (and a day to reprice from), named with its band."""
+    import copy
+    import datetime as dt
+
+    from genai_prices.data import providers
+
+    from models._library_diff import first_affected_day, library_changes
+    from models.pricing import PriceBook
+
+    new = copy.deepcopy(providers)
+    model = next(m for p in new if p.id == "openai" for m in p.models if m.id == "gpt-5.4")
+    price = model.prices if isinstance(model.prices, gp.ModelPrice) else model.prices[0].prices
+    price.input_mtok.tiers[0].price = Decimal(6)  # bundled: 5 above 272,000
+    on = dt.date(2026, 11, 1)
+    changes = library_changes(providers, new, on)
+    found = [(c.model, c.tier, c.fields) for c in changes.changed]
+    assert found == [("gpt-5.4", "default, input over 272,000 tokens",
+                      [("input_per_mtok", Decimal(5), Decimal(6))])]
+    before, after = PriceBook(library=providers), PriceBook(library=new)
+    assert first_affected_day(before, after, [("gpt-5.4", None, False, on)], (), on) == on
+    assert first_affected_day(before, after, [("gpt-4o", None, False, on)], (), on) is None
