@@ -111,9 +111,10 @@ def read_usage(usage: object) -> Usage | None:
         cdet = u.get("completion_tokens_details")
         pdet = _EMPTY if pdet is None else _fields(pdet)
         cdet = _EMPTY if cdet is None else _fields(cdet)
-        values = (prompt, pdet.get("cached_tokens"), pdet.get("cache_write_tokens"),
-                  u.get("completion_tokens"), cdet.get("reasoning_tokens"),
-                  pdet.get("audio_tokens"), cdet.get("audio_tokens"))
+        values = (prompt, pdet.get("cached_tokens") or 0,
+                  pdet.get("cache_write_tokens") or 0, u.get("completion_tokens") or 0,
+                  cdet.get("reasoning_tokens") or 0, pdet.get("audio_tokens") or 0,
+                  cdet.get("audio_tokens") or 0)
     elif u.get("type") == "duration":  # audio billed by the second: no tokens
         return None
     else:
@@ -125,9 +126,12 @@ def read_usage(usage: object) -> Usage | None:
         odet = u.get("output_tokens_details")
         idet = _EMPTY if idet is None else _fields(idet)
         odet = _EMPTY if odet is None else _fields(odet)
-        values = (inp, idet.get("cached_tokens"), idet.get("cache_write_tokens"),
-                  u.get("output_tokens"), odet.get("reasoning_tokens"),
-                  idet.get("audio_tokens"), odet.get("audio_tokens"))
+        values = (inp, idet.get("cached_tokens") or 0, idet.get("cache_write_tokens") or 0,
+                  u.get("output_tokens") or 0, odet.get("reasoning_tokens") or 0,
+                  idet.get("audio_tokens") or 0, odet.get("audio_tokens") or 0)
+    # A missing count (None, often: e.g. cache_write_tokens) is 0 by ``or 0``, as
+    # ``_int`` would make it and every other falsy value; only what is left and is not
+    # a non-negative int goes through ``_int``.
     for v in values:
         if type(v) is not int or v < 0:
             return _tuple_new(Usage, map(_int, values))
