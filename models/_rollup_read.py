@@ -10,6 +10,12 @@ TTFT buckets) sorts each event once, and Python folds the grouped rows (a few
 thousand a day) into both tables. NULL keys are grouped as they are and folded to
 '' here, which saves a function call per key and event in SQL.
 
+The six small keys (latency and TTFT bucket, the streamed, usage and batch flags and the
+long-context band) are packed into one integer (``_packed``): the sort compares one
+column instead of six on every tie, which is most comparisons, since a day's ~100k
+events fall into a few thousand groups (measured on a 111k-event day: 327 ms
+against 375 ms on SQLite; 191 against 210 ms on PostgreSQL).
+
 On PostgreSQL the same query is a hash aggregate; with no statistics about how few
 groups there are, the planner expects one group per event and picks an on-disk sort
 (measured: 13 s vs 2.7 s for 2.2M events), so the rollup's transaction turns sorting
@@ -21,11 +27,21 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import BigInteger, Connection, Date, case, cast, func, literal_column, select
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Date,
+    Integer,
+    case,
+    cast,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from models._rollup_sql import bucket
-from models.long_context import band_sql
+from models.long_context import band_index_sql
 from models.schema import LATENCY_EDGES_MS, ROLLUP_SUMS, usage_events
 from models.types import as_date
 
@@ -55,6 +71,7 @@ _TTFT_N, _TTFT_SUM = _AT["ttft_count"], _AT["ttft_sum_ms"]
 _TOKENS_AT = [_AT[name] for name in TOKEN_COLUMNS]
 _LAT_AT = [_AT[f"lat_{i:02d}"] for i in range(len(LATENCY_EDGES_MS) + 1)]
 _TTFT_AT = [_AT[f"ttft_{i:02d}"] for i in range(len(LATENCY_EDGES_MS) + 1)]
+_NO_BUCKET = len(LATENCY_EDGES_MS) + 1  # a packed bucket for "no latency" (NULL)
 
 
 @dataclass
@@ -85,10 +102,7 @@ def read_groups(conn: Connection, day: dt.date, start: dt.datetime,
         end - start == dt.timedelta(days=1))
     # Highest cardinality first: the sort compares fewer keys per pair of events.
     keys = [e.user, func.coalesce(e.model, e.model_requested, ""), e.project, e.team,
-            _bucket(dialect, e.latency_ms), _bucket(dialect, e.ttft_ms), e.error_kind,
-            e.streamed, e.usage_reported, e.endpoint, e.service_tier, e.is_batch]
-    if thresholds:  # never a constant key: GROUP BY 0 would name a column by position
-        keys.append(band_sql(e.input_tokens, thresholds))
+            _packed(dialect, thresholds), e.error_kind, e.endpoint, e.service_tier]
     if not utc_day:
         keys.append(utc_date(dialect, e.ts))
     # Whole numbers as BIGINT: PostgreSQL sums bigints as numeric, which Python would
@@ -99,35 +113,73 @@ def read_groups(conn: Connection, day: dt.date, start: dt.datetime,
             func.sum(e.latency_ms), func.sum(e.ttft_ms)]
     query = select(*keys, *sums).where(e.ts >= start, e.ts < end).group_by(*keys)
     rows = conn.execute(query).all()  # one fetch: row by row cost ~5 us a row more
-    return _fold(rows, day, day if utc_day else None, bool(thresholds))  # type: ignore[arg-type]
+    bands = (0, *sorted(thresholds))
+    return _fold(rows, day, day if utc_day else None, bands)  # type: ignore[arg-type]
+
+
+def _packed(dialect: str, thresholds: tuple[int, ...]) -> ColumnElement[int]:
+    """One integer for the latency bucket, the TTFT bucket (each 0-19, 20 for none),
+    the streamed, usage and batch flags and the long-context band's position (0 for
+    none); :func:`_unpack` reverses it. Constants inline, not bound parameters, so that
+    PostgreSQL sees the select expression and the GROUP BY one as the same."""
+    def n(value: int) -> ColumnElement[int]:
+        return literal_column(str(value))
+
+    def flag(col: ColumnElement[bool]) -> ColumnElement[int]:
+        return cast(col, Integer)
+
+    none = n(_NO_BUCKET)
+    lat = func.coalesce(_bucket(dialect, usage_events.c.latency_ms), none)
+    ttft = func.coalesce(_bucket(dialect, usage_events.c.ttft_ms), none)
+    e = usage_events.c
+    packed = ((((lat * n(_NO_BUCKET + 1) + ttft) * n(2) + flag(e.streamed)) * n(2)
+               + flag(e.usage_reported)) * n(2) + flag(e.is_batch))
+    if thresholds:
+        packed = packed * n(len(thresholds) + 1) + band_index_sql(e.input_tokens, thresholds)
+    return packed
+
+
+def _unpack(packed: int, n_bands: int) -> tuple[int | None, int | None, int, int, int, int]:
+    """(latency bucket, TTFT bucket, streamed, usage reported, batch, band position)."""
+    rest, band = divmod(packed, n_bands)
+    rest, batch = divmod(rest, 2)
+    rest, reported = divmod(rest, 2)
+    rest, streamed = divmod(rest, 2)
+    lat, ttft = divmod(rest, _NO_BUCKET + 1)
+    return (None if lat == _NO_BUCKET else lat, None if ttft == _NO_BUCKET else ttft,
+            streamed, reported, batch, band)
 
 
 def _fold(rows: Iterable[tuple[object, ...]], day: dt.date,
-          price_day: dt.date | None, banded: bool) -> Groups:
+          price_day: dt.date | None, bands: tuple[int, ...]) -> Groups:
     """Fold the grouped rows of ``day``; ``price_day`` is the UTC date of them all,
-    or None when each row has its own after the fixed keys (and the long-context band,
-    when ``banded``)."""
+    or None when each row has its own after the keys. ``bands`` are 0 and the
+    long-context thresholds, by band position."""
     groups = Groups()
     daily, users = groups.daily, groups.users
     n_sums = len(ROLLUP_SUMS)
     n_user = len(USER_MEASURES)
+    n_bands = len(bands)
+    unpacked: dict[int, tuple[int | None, int | None, int, int, int, int]] = {}
     for r in rows:
-        (user, model, project, team, lat, ttft, kind, streamed, reported, endpoint, tier,
-         batch) = r[:12]
-        at = 12
-        long_context = int(r[at]) if banded else 0  # type: ignore[call-overload]
-        at += banded
+        user, model, project, team, packed, kind, endpoint, tier = r[:8]
+        flags = unpacked.get(packed)  # type: ignore[call-overload]
+        if flags is None:
+            flags = unpacked[packed] = _unpack(int(packed), n_bands)  # type: ignore[call-overload]
+        lat, ttft, streamed, reported, batch, band = flags
+        long_context = bands[band]
+        pos = 8
         if price_day is not None:
             price_date: object = price_day
         else:
-            price_date = as_date(r[at])
-            at += 1
-        n, retries, *tokens, lat_sum, ttft_sum = r[at:]
+            price_date = as_date(r[pos])
+            pos += 1
+        n, retries, *tokens, lat_sum, ttft_sum = r[pos:]
         team = team or ""
         project = project or ""
         tier = tier or ""
-        batch = bool(batch)
-        key = (day, price_date, model, tier, batch, long_context, endpoint, team, project)
+        key = (day, price_date, model, tier, bool(batch), long_context, endpoint, team,
+               project)
         row = daily.get(key)
         if row is None:
             row = daily[key] = [0] * n_sums
@@ -143,14 +195,15 @@ def _fold(rows: Iterable[tuple[object, ...]], day: dt.date,
             if value:
                 row[at] += value
         if lat is not None:
-            row[_LAT_AT[int(lat)]] += n  # type: ignore[call-overload]
+            row[_LAT_AT[lat]] += n
             row[_LAT_N] += n
             row[_LAT_SUM] += lat_sum or 0.0
         if ttft is not None:
-            row[_TTFT_AT[int(ttft)]] += n  # type: ignore[call-overload]
+            row[_TTFT_AT[ttft]] += n
             row[_TTFT_N] += n
             row[_TTFT_SUM] += ttft_sum or 0.0
-        ukey = (day, user or "", team, project, model, price_date, tier, batch, long_context)
+        ukey = (day, user or "", team, project, model, price_date, tier, bool(batch),
+                long_context)
         urow = users.get(ukey)
         if urow is None:
             urow = users[ukey] = [0] * n_user

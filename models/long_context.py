@@ -21,7 +21,7 @@ from genai_prices import types as gp
 from sqlalchemy import case, literal_column
 from sqlalchemy.sql.elements import ColumnElement
 
-__all__ = ["band", "band_sql", "rate", "thresholds_of"]
+__all__ = ["band", "band_index_sql", "band_sql", "rate", "thresholds_of"]
 
 
 def thresholds_of(values: Iterable[object]) -> tuple[int, ...]:
@@ -54,6 +54,18 @@ def band_sql(input_tokens: ColumnElement[int], thresholds: Sequence[int]
         return literal_column("0")
     whens = [(input_tokens > literal_column(str(int(t))), literal_column(str(int(t))))
              for t in sorted(thresholds, reverse=True)]
+    return case(*whens, else_=literal_column("0"))
+
+
+def band_index_sql(input_tokens: ColumnElement[int], thresholds: Sequence[int]
+                   ) -> ColumnElement[int]:
+    """The position of :func:`band` in ``(0, *sorted(thresholds))``: 0 for none, i for
+    the i-th threshold (a small integer to pack into a key; see models._rollup_read)."""
+    ordered = sorted(thresholds)
+    if not ordered:
+        return literal_column("0")
+    whens = [(input_tokens > literal_column(str(int(t))), literal_column(str(i)))
+             for i, t in reversed(list(enumerate(ordered, 1)))]
     return case(*whens, else_=literal_column("0"))
 
 
