@@ -86,10 +86,12 @@ class Call:
     alive makes the cyclic garbage collector run more often, and promotes objects to
     its older generations, whose collections are long (a full one takes ~0.1 s with
     the SDK loaded). So the token counts are read here, into a tuple of ints, and the
-    call keeps no SDK object: keeping the SDK's usage object (nine tracked objects
-    with its details) for the writer to read made the collector run 8-16 times per
-    1,000 calls instead of ~1-2, and cost ~15-20 us per call on average (the median
-    call does not see a collection, so medians hide it; see bench/collector.py)."""
+    call keeps no SDK object (two tracked objects per queued call: itself and its
+    :class:`Usage`). Keeping the SDK's usage object for the writer to read (~13
+    tracked objects per queued call) made the collector run ~9 times per 1,000 calls
+    instead of ~1.3 (bench/collector.py, in-memory transport) and spend 21-23 us per
+    call on average instead of 6-10; the median call meets no collection, so the
+    benchmark's medians do not show it (README, Benchmarks)."""
 
     __slots__ = ("_id", "_lock", "_values", "attempts", "client", "defaults", "done",
                  "end_perf", "error_class", "error_kind", "first_token_ns", "headers",
