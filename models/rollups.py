@@ -283,27 +283,35 @@ class RollupEngine:
         return len(rows)
 
     def _priced(self, row: dict[str, object]) -> dict[str, object]:
-        row["day"] = as_date(row["day"])
-        row["price_date"] = as_date(row["price_date"])
-        row["is_batch"] = bool(row["is_batch"])
-        tokens = Tokens(*(int(row[k]) for k in (  # type: ignore[call-overload]
-            "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
-            "audio_input_tokens", "audio_output_tokens")))
-        key = (str(row["model"]), str(row["service_tier"]), bool(row["is_batch"]),
-               row["price_date"], int(row["long_context"]))  # type: ignore[call-overload]
+        """``row`` with its list and contracted cost, the price refs and its unpriced
+        tokens. Keys come from the grouped read (dates, booleans and whole numbers
+        already); this runs for every daily and per-user row of a rebuild."""
+        key = (row["model"], row["service_tier"], row["is_batch"], row["price_date"],
+               row["long_context"])
         found = self._price_cache.get(key)
         if found is None:
             found = self._price_cache[key] = (
                 self.prices.list_price(*key),  # type: ignore[arg-type]
                 self.prices.contract_price(*key))  # type: ignore[arg-type]
         listed, contract = found
-        row["cost_list"] = cost_of(tokens, listed).total if listed else None  # type: ignore[arg-type]
         chosen = contract or listed
-        row["cost_contract"] = cost_of(tokens, chosen).total if chosen else None  # type: ignore[arg-type]
+        if chosen is None:
+            row["cost_list"] = row["cost_contract"] = None
+            row["unpriced_tokens"] = int(row["input_tokens"]) + int(  # type: ignore[call-overload]
+                row["output_tokens"])  # type: ignore[call-overload]
+        else:
+            tokens = Tokens(row["input_tokens"], row["cached_input_tokens"],  # type: ignore[arg-type]
+                            row["cache_write_tokens"], row["output_tokens"],  # type: ignore[arg-type]
+                            row["audio_input_tokens"], row["audio_output_tokens"])  # type: ignore[arg-type]
+            cost = cost_of(tokens, chosen).total  # type: ignore[arg-type]
+            row["cost_contract"] = cost
+            if contract is None:  # the contracted cost is the list cost: priced once
+                row["cost_list"] = cost
+            else:
+                row["cost_list"] = cost_of(tokens, listed).total if listed else None  # type: ignore[arg-type]
+            row["unpriced_tokens"] = 0
         row["price_ref"] = getattr(listed, "ref", None)
         row["contract_ref"] = getattr(contract, "ref", None)
-        row["unpriced_tokens"] = 0 if chosen else int(tokens.input_tokens) + int(
-            tokens.output_tokens)
         return row
 
     def _rebuild_month(self, conn: Connection, month: dt.date) -> None:
