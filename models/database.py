@@ -13,6 +13,7 @@ database.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +42,10 @@ log = logging.getLogger("spendwatch.models")
 _SUPPORTED = ("sqlite", "postgresql")
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _SCHEMA_LOCK_KEY = 0x5350_4E44  # "SPND": advisory lock around schema creation
+# Alembic keeps the running migration's context in module globals: two migrations at
+# once in one process (two threads opening new databases) trip over each other
+# (KeyError: 'config', "table already exists"), so they take turns.
+_MIGRATING = threading.Lock()
 
 
 def parse_database_url(url: str) -> URL:
@@ -188,7 +193,7 @@ def _upgrade_locked(conn: Connection, target: str) -> None:
 def upgrade(engine: Engine, target: str = "head") -> tuple[str | None, str]:
     """Bring the schema to ``target``; returns (revision before, revision after)."""
     try:
-        with begin_write(engine) as conn:
+        with _MIGRATING, begin_write(engine) as conn:
             if engine.dialect.name == "postgresql":
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_KEY})")
             before = current_revision(conn)

@@ -208,3 +208,27 @@ def test_cli_spool_status_and_replay(tmp_path, database):
     assert database.scalar("SELECT sum(input_tokens) FROM usage_events") == 12
     again = run_cli("--database-url", database.url, "spool", "replay", env_extra=env)
     assert "replayed 0 event(s)" in again.stdout
+
+
+def test_new_databases_opened_at_once_in_one_process(tmp_path):
+    """Alembic keeps a running migration in module globals: four threads creating four
+    new databases at the same moment used to fail (KeyError: 'config', "table
+    usage_events already exists") in most rounds."""
+    import threading
+
+    errors: list[str] = []
+
+    def create(path) -> None:
+        try:
+            open_database(f"sqlite:///{path}").dispose()
+        except Exception as exc:  # the test reports every failure
+            errors.append(repr(exc))
+
+    for round_ in range(5):
+        threads = [threading.Thread(target=create, args=(tmp_path / f"{round_}-{i}.db",))
+                   for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
