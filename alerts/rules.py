@@ -225,10 +225,10 @@ def _hour_spend(conn: Connection, by: str, start: dt.datetime, prices: object
 
     key = _by_column(by).label("key")  # type: ignore[attr-defined]
     model = func.coalesce(usage_events.c.model, usage_events.c.model_requested, "")
-    keys = [key, model.label("model"), usage_events.c.service_tier, usage_events.c.is_batch]
     thresholds = tuple(getattr(prices, "context_thresholds", ()))
-    if thresholds:  # long-context rates apply per request (never a constant key)
-        keys.append(band_sql(usage_events.c.input_tokens, thresholds).label("long_context"))
+    keys = [key, model.label("model"), usage_events.c.service_tier, usage_events.c.is_batch,
+            # long-context rates apply per request
+            band_sql(usage_events.c.input_tokens, thresholds).label("long_context")]
     query = select(*keys, *(func.sum(usage_events.c[t]).label(t) for t in _TOKEN_SUMS)).where(
         usage_events.c.ts >= start, usage_events.c.ts < start + dt.timedelta(hours=1),
         usage_events.c.usage_reported.is_(True)).group_by(*keys)
@@ -237,7 +237,7 @@ def _hour_spend(conn: Connection, by: str, start: dt.datetime, prices: object
     for row in conn.execute(query):
         m = row._mapping
         args = (m["model"], m["service_tier"], bool(m["is_batch"]), day,
-                int(m["long_context"]) if thresholds else 0)
+                int(m["long_context"]))
         price = (prices.contract_price(*args)  # type: ignore[attr-defined]
                  or prices.list_price(*args))  # type: ignore[attr-defined]
         if price is not None:

@@ -15,8 +15,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
 
-from sqlalchemy import Connection, Date, Engine, cast, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
+from models._rollup_read import utc_date
 from models.database import begin_write
 from models.long_context import band_sql
 from models.months import KEYS, closed_months, month_bounds, next_month, price_json
@@ -162,24 +163,16 @@ def _differences(conn: Connection, month: dt.date, start: dt.datetime, end: dt.d
 def _restated(conn: Connection, start: dt.datetime, end: dt.datetime,
               thresholds: tuple[int, ...]) -> Iterable[tuple[_Key, dict[str, int]]]:
     e = usage_events.c
-    if conn.dialect.name == "postgresql":
-        utc_date = cast(func.timezone("UTC", e.ts), Date)
-    else:
-        utc_date = func.substr(e.ts, 1, 10)
-    keys = [utc_date, func.coalesce(e.model, e.model_requested, ""),
-            func.coalesce(e.service_tier, ""), e.is_batch, e.endpoint,
-            func.coalesce(e.team, ""), func.coalesce(e.project, "")]
-    if thresholds:  # never a constant key: GROUP BY 0 would name a column by position
-        keys.append(band_sql(e.input_tokens, thresholds))
-    n = len(keys)
+    keys = [utc_date(conn.dialect.name, e.ts), func.coalesce(e.model, e.model_requested, ""),
+            func.coalesce(e.service_tier, ""), e.is_batch, band_sql(e.input_tokens, thresholds),
+            e.endpoint, func.coalesce(e.team, ""), func.coalesce(e.project, "")]
     query = (select(*keys, func.count(), func.count(e.error_kind),
                     *(func.coalesce(func.sum(e[t]), 0) for t in _TOKENS))
              .where(e.ts >= start, e.ts < end).group_by(*keys))
     for r in conn.execute(query):
-        long_context = int(r[7]) if thresholds else 0
-        key = (as_date(r[0]), r[1], r[2], bool(r[3]), long_context, r[4], r[5], r[6])
-        counts = {"requests": int(r[n]), "errors": int(r[n + 1]),
-                  **{t: int(v) for t, v in zip(_TOKENS, r[n + 2:], strict=True)}}
+        key = (as_date(r[0]), r[1], r[2], bool(r[3]), int(r[4]), r[5], r[6], r[7])
+        counts = {"requests": int(r[8]), "errors": int(r[9]),
+                  **{t: int(v) for t, v in zip(_TOKENS, r[10:], strict=True)}}
         yield key, counts
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 from genai_prices import types as gp
-from sqlalchemy import case, literal_column
+from sqlalchemy import Integer, case, cast, literal_column
 from sqlalchemy.sql.elements import ColumnElement
 
 __all__ = ["band", "band_index_sql", "band_sql", "rate", "thresholds_of"]
@@ -47,26 +47,32 @@ def band(input_tokens: int | None, thresholds: Sequence[int]) -> int:
 
 def band_sql(input_tokens: ColumnElement[int], thresholds: Sequence[int]
              ) -> ColumnElement[int]:
-    """:func:`band` in SQL (a NULL count is 0 tokens)."""
-    # Inlined integers, not bound parameters: PostgreSQL matches a SELECT expression
-    # with its GROUP BY only when both are the same text.
-    if not thresholds:
-        return literal_column("0")
-    whens = [(input_tokens > literal_column(str(int(t))), literal_column(str(int(t))))
-             for t in sorted(thresholds, reverse=True)]
-    return case(*whens, else_=literal_column("0"))
+    """:func:`band` in SQL (a NULL count is 0 tokens); a GROUP BY key even without
+    thresholds."""
+    return _over(input_tokens, thresholds, by_position=False)
 
 
 def band_index_sql(input_tokens: ColumnElement[int], thresholds: Sequence[int]
                    ) -> ColumnElement[int]:
     """The position of :func:`band` in ``(0, *sorted(thresholds))``: 0 for none, i for
     the i-th threshold (a small integer to pack into a key; see models._rollup_read)."""
-    ordered = sorted(thresholds)
+    return _over(input_tokens, thresholds, by_position=True)
+
+
+def _over(input_tokens: ColumnElement[int], thresholds: Sequence[int], *,
+          by_position: bool) -> ColumnElement[int]:
+    """CASE over the thresholds, largest first: the threshold exceeded (or its
+    position), else 0. Integers are inlined, not bound parameters: PostgreSQL matches a
+    SELECT expression with its GROUP BY only when both are the same text; and 0 alone
+    is CAST, since a bare integer in GROUP BY names a column by position."""
+    def n(value: int) -> ColumnElement[int]:
+        return literal_column(str(int(value)))
+
+    ordered = list(enumerate(sorted(thresholds), 1))
     if not ordered:
-        return literal_column("0")
-    whens = [(input_tokens > literal_column(str(int(t))), literal_column(str(i)))
-             for i, t in reversed(list(enumerate(ordered, 1)))]
-    return case(*whens, else_=literal_column("0"))
+        return cast(n(0), Integer)
+    whens = [(input_tokens > n(t), n(i if by_position else t)) for i, t in reversed(ordered)]
+    return case(*whens, else_=n(0))
 
 
 def rate(value: Decimal | gp.TieredPrices, long_context: int) -> tuple[Decimal, int]:

@@ -168,8 +168,7 @@ def _long_context(book: PriceBook, model: str, tier: str | None, batch: bool, on
     for threshold in book.context_thresholds:
         row = book.list_price(model, tier, batch, on, threshold)
         changed = [(label, getattr(row, name)) for label, name in zip(
-            ("input", "cached", "cache write", "output", "audio in", "audio out"),
-            PRICE_COLUMNS, strict=True) if row is not None
+            _PRICE_HEADERS, PRICE_COLUMNS, strict=True) if row is not None
             and getattr(row, name) != getattr(base, name)]
         if changed:
             parts.append(f"above {threshold:,}: " + ", ".join(
@@ -212,9 +211,14 @@ def cmd_prices_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_prices_check(args: argparse.Namespace, settings: Settings) -> int:
+    from models.pricing import PriceBook
     from spendwatch.tables import format_table
 
-    book, seen = _book_and_seen(settings)
+    engine = _engine(settings)
+    try:
+        book, seen, history = PriceBook.load(engine), _seen(engine), _unpriced_history(engine)
+    finally:
+        engine.dispose()
     today = _today()
     if not seen:
         print("no usage events yet: nothing to check")
@@ -222,7 +226,6 @@ def cmd_prices_check(args: argparse.Namespace, settings: Settings) -> int:
     missing = set(book.models_without_price([(s.model, s.tier, s.batch) for s in seen], today))
     unpriced = [s for s in seen if (s.model, s.tier, s.batch) in missing]
     total = sum(s.events for s in seen)
-    history = _unpriced_history(settings)
     if not unpriced:
         print(f"every model seen in {total} usage events has a list price on "
               f"{today.isoformat()} (UTC)")
@@ -276,7 +279,7 @@ class _Unpriced:
 _engine = open_engine
 
 
-def _unpriced_history(settings: Settings) -> list[_Unpriced]:
+def _unpriced_history(engine: Engine) -> list[_Unpriced]:
     """(model, tier, batch) of the daily rollups that have usage without a list price,
     with the days and totals; the rollups' prices, so as of the last rollup or reprice."""
     from sqlalchemy import func, select
@@ -290,13 +293,9 @@ def _unpriced_history(settings: Settings) -> list[_Unpriced]:
              .where(r.c.cost_list.is_(None), r.c.unpriced_tokens > 0)
              .group_by(r.c.model, r.c.service_tier, r.c.is_batch)
              .order_by(r.c.model, r.c.service_tier, r.c.is_batch))
-    engine = _engine(settings)
-    try:
-        with engine.connect() as conn:
-            return [_Unpriced(str(m), str(t), bool(b), as_date(lo), as_date(hi), int(n),
-                              int(u)) for m, t, b, lo, hi, n, u in conn.execute(query)]
-    finally:
-        engine.dispose()
+    with engine.connect() as conn:
+        return [_Unpriced(str(m), str(t), bool(b), as_date(lo), as_date(hi), int(n),
+                          int(u)) for m, t, b, lo, hi, n, u in conn.execute(query)]
 
 
 def _book_and_seen(settings: Settings) -> tuple[PriceBook, list[_Seen]]:
