@@ -20,7 +20,7 @@ from models.ids import uuid7
 
 from .tagging import _TAGS, COLUMN_TAGS
 from .targets import Target
-from .usage import Usage, _fields, field_map, read_usage
+from .usage import Usage, field_map, read_usage, result_fields, text_or_none
 
 __all__ = ["Call", "ClientInfo"]
 
@@ -31,7 +31,6 @@ _FAILED_CODE_KIND = {"rate_limit_exceeded": "rate_limit", "server_error": "serve
 
 
 _NO_USAGE = (None,) * 7
-_TEXT = (str, bytes)
 #: The last (defaults, tags) split into column tags and the others: calls of one
 #: client in one ``tags()`` block share both mappings (neither is ever mutated).
 _split: tuple[object, object, tuple[str | None, str | None, str | None, str | None,
@@ -202,19 +201,12 @@ class Call:
         """A complete (non-streamed) result: read its token counts, model and tier
         (no reference to the result or its usage object is kept)."""
         try:
-            fields = outer = _fields(result)
-            inner = fields.get("response")
-            if inner is not None and not isinstance(inner, _TEXT):
-                inner_fields = _fields(inner)
-                if inner_fields.get("usage") is not None:
-                    fields = inner_fields
+            fields, outer = result_fields(result)
             usage = fields.get("usage")
             if usage is not None:
                 self.usage = read_usage(usage)
-            model = fields.get("model")
-            self.model = model if isinstance(model, str) else None
-            tier = fields.get("service_tier")
-            self.service_tier = tier if isinstance(tier, str) else None
+            self.model = text_or_none(fields.get("model"))
+            self.service_tier = text_or_none(fields.get("service_tier"))
             rid = outer.get("_request_id")  # in the model's __dict__: no __getattr__
             if isinstance(rid, str):  # the SDK read it from the last response
                 self.request_id = rid

@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-__all__ = ["ResultInfo", "Usage", "field_map", "read_result", "read_usage"]
+__all__ = ["ResultInfo", "Usage", "field_map", "read_result", "read_usage", "result_fields",
+           "text_or_none"]
 
 
 class Usage(NamedTuple):
@@ -51,7 +52,8 @@ _tuple_new = tuple.__new__  # Usage from 7 values without NamedTuple.__new__'s c
 
 
 def field_map(obj: object) -> Mapping[str, object]:
-    """The fields of a pydantic model (its ``__dict__`` plus extras) or a mapping.
+    """The fields of a pydantic model (its ``__dict__`` plus extras) or a mapping; the
+    common cases (a dict, a model) first, as this runs on the caller's thread.
 
     Reading ``__dict__`` directly matters: ``getattr`` of a field a model does not
     have goes through pydantic's ``__getattr__`` and an exception, 10x slower."""
@@ -84,17 +86,6 @@ def _int(value: object) -> int:
     return 0
 
 
-def _fields(obj: object) -> Mapping[str, object]:
-    """:func:`field_map` with the common cases first (a plain dict, a pydantic model
-    without extras): read on the caller's thread, so every call counts."""
-    if isinstance(obj, dict):
-        return obj
-    fields = getattr(obj, "__dict__", None)
-    if fields is not None and not getattr(obj, "__pydantic_extra__", None):
-        return fields
-    return field_map(obj)
-
-
 def read_usage(usage: object) -> Usage | None:
     """Normalise a usage object (pydantic model or plain dict) of either naming.
 
@@ -104,13 +95,13 @@ def read_usage(usage: object) -> Usage | None:
     non-negative int."""
     if usage is None:
         return None
-    u = _fields(usage)
+    u = field_map(usage)
     prompt = u.get("prompt_tokens")
     if prompt is not None:  # Chat Completions, legacy Completions, Embeddings
         pdet = u.get("prompt_tokens_details")
         cdet = u.get("completion_tokens_details")
-        pdet = _EMPTY if pdet is None else _fields(pdet)
-        cdet = _EMPTY if cdet is None else _fields(cdet)
+        pdet = field_map(pdet)
+        cdet = field_map(cdet)
         values = (prompt, pdet.get("cached_tokens") or 0,
                   pdet.get("cache_write_tokens") or 0, u.get("completion_tokens") or 0,
                   cdet.get("reasoning_tokens") or 0, pdet.get("audio_tokens") or 0,
@@ -124,8 +115,8 @@ def read_usage(usage: object) -> Usage | None:
         # Responses, Images, Audio transcriptions
         idet = u.get("input_tokens_details") or u.get("input_token_details")
         odet = u.get("output_tokens_details")
-        idet = _EMPTY if idet is None else _fields(idet)
-        odet = _EMPTY if odet is None else _fields(odet)
+        idet = field_map(idet)
+        odet = field_map(odet)
         values = (inp, idet.get("cached_tokens") or 0, idet.get("cache_write_tokens") or 0,
                   u.get("output_tokens") or 0, odet.get("reasoning_tokens") or 0,
                   idet.get("audio_tokens") or 0, odet.get("audio_tokens") or 0)
@@ -138,21 +129,28 @@ def read_usage(usage: object) -> Usage | None:
     return _tuple_new(Usage, values)
 
 
-def _text(value: object) -> str | None:
+def text_or_none(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def read_result(result: object) -> ResultInfo:
-    """Usage, model and service tier of a non-streamed result (or a stream's final
-    chunk or event). Responses-API events carry them in ``event.response``."""
-    fields = field_map(result)
+def result_fields(result: object) -> tuple[Mapping[str, object], Mapping[str, object]]:
+    """(fields, outer): the fields that carry a result's usage, model and service tier,
+    and the result's own. Responses-API events carry them in ``event.response``."""
+    outer = fields = field_map(result)
     inner = fields.get("response")
     if inner is not None and not isinstance(inner, str | bytes):
         inner_fields = field_map(inner)
         if inner_fields.get("usage") is not None or inner_fields.get("model") is not None:
             fields = inner_fields
+    return fields, outer
+
+
+def read_result(result: object) -> ResultInfo:
+    """Usage, model and service tier of a non-streamed result (or a stream's final
+    chunk or event)."""
+    fields, _ = result_fields(result)
     return ResultInfo(
         usage=read_usage(fields.get("usage")),
-        model=_text(fields.get("model")),
-        service_tier=_text(fields.get("service_tier")),
+        model=text_or_none(fields.get("model")),
+        service_tier=text_or_none(fields.get("service_tier")),
     )
