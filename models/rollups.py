@@ -64,7 +64,7 @@ __all__ = ["OVERLAP", "RollupEngine", "RollupResult", "day_bounds", "local_day"]
 UTC = dt.UTC
 OVERLAP = dt.timedelta(minutes=5)
 _LOCK_KEY = 0x5350_524C  # "SPRL": one rollup writer at a time on PostgreSQL
-_MAX_READERS = 4  # grouped reads at once on a rebuild (see RollupEngine._read_chunks)
+_MAX_READERS = 4  # grouped reads at once on a rebuild (see RollupEngine._read_days)
 _FLUSH_ROWS = 20_000  # rows a rebuild keeps before inserting them
 Progress = Callable[[int, int], None]
 
