@@ -5,11 +5,18 @@ Used by :mod:`models.pricing`."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
 
 from genai_prices import types as gp
 
-__all__ = ["all_prices", "base_price", "clean", "describe_match", "variants"]
+__all__ = ["all_prices", "base_price", "clean", "describe_match", "openai_provider",
+           "variants"]
+
+
+def openai_provider(providers: Sequence[gp.Provider]) -> gp.Provider | None:
+    """The OpenAI provider of ``providers``, if there is one."""
+    return next((p for p in providers if p.id == "openai"), None)
 
 
 def all_prices(info: gp.ModelInfo) -> list[gp.ModelPrice]:

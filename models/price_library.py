@@ -28,6 +28,7 @@ from genai_prices import types as gp
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from models._library_prices import openai_provider
 from models.schema import price_library
 from spendwatch.errors import SpendwatchError
 
@@ -102,7 +103,7 @@ class StoreResult:
 
 def openai_models(providers: Sequence[gp.Provider]) -> list[gp.ModelInfo]:
     """The OpenAI models of ``providers`` (empty when there is no OpenAI provider)."""
-    found = next((p for p in providers if p.id == "openai"), None)
+    found = openai_provider(providers)
     return list(found.models) if found is not None else []
 
 

@@ -41,6 +41,7 @@ from models._library_prices import all_prices as _all_prices
 from models._library_prices import base_price as _base_price
 from models._library_prices import clean as _clean
 from models._library_prices import describe_match as _describe_match
+from models._library_prices import openai_provider as _openai_provider
 from models._library_prices import variants as _variants
 from models.long_context import rate as _rate
 from models.long_context import thresholds_of
@@ -118,7 +119,7 @@ class PriceBook:
             from genai_prices.data import providers as library
         self.org_rows: tuple[OrgPrice, ...] = tuple(org_rows)
         self.library_label = library_label
-        self._openai = next((p for p in library if p.id == "openai"), None)
+        self._openai = _openai_provider(library)
         self._by_kind = {kind: [r for r in self.org_rows if r.kind == kind] for kind in KINDS}
         self._models: dict[str, gp.ModelInfo | None] = {}
         self._cache: dict[tuple[str, str, str | None, bool, dt.date, int], PriceRow | None] = {}
