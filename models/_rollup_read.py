@@ -9,10 +9,10 @@ daily keys plus user, error kind, the streamed and usage flags and the latency a
 TTFT buckets) sorts each event once.
 
 The six small keys (latency and TTFT bucket, the streamed, usage and batch flags and the
-long-context band) are packed into one integer (``_packed``): the sort compares one
-column instead of six on every tie, which is most comparisons, since a day's ~100k
-events fall into a few thousand groups (measured on a 111k-event day: 327 ms
-against 375 ms on SQLite; 191 against 210 ms on PostgreSQL).
+long-context band) are packed into one integer (``models._rollup_key``, stored with
+the event): the sort compares one column instead of six on every tie, which is most
+comparisons, since a day's ~100k events fall into a few thousand groups (measured on
+a 111k-event day: 327 ms against 375 ms on SQLite; 191 against 210 ms on PostgreSQL).
 
 Two levels: the fine groups (~4,800 a day in the benchmark) are a CTE, grouped again
 in the same statement into the daily grain with the packed key and error kind
@@ -40,7 +40,6 @@ from sqlalchemy import (
     CompoundSelect,
     Connection,
     Date,
-    Integer,
     bindparam,
     case,
     cast,
@@ -52,8 +51,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from models._rollup_sql import bucket
-from models.long_context import band_index_sql
+from models._rollup_key import sql_key, unpack
 from models.schema import LATENCY_EDGES_MS, ROLLUP_SUMS, usage_events
 from models.types import as_date
 
@@ -83,7 +81,6 @@ _TTFT_N, _TTFT_SUM = _AT["ttft_count"], _AT["ttft_sum_ms"]
 _TOKENS_AT = [_AT[name] for name in TOKEN_COLUMNS]
 _LAT_AT = [_AT[f"lat_{i:02d}"] for i in range(len(LATENCY_EDGES_MS) + 1)]
 _TTFT_AT = [_AT[f"ttft_{i:02d}"] for i in range(len(LATENCY_EDGES_MS) + 1)]
-_NO_BUCKET = len(LATENCY_EDGES_MS) + 1  # a packed bucket for "no latency" (NULL)
 
 
 @dataclass
@@ -132,7 +129,7 @@ def _day_query(dialect: str, utc_day: bool,
     # Highest cardinality first: the sort compares fewer keys per pair of events.
     keys = [e.user.label("u"), func.coalesce(e.model, e.model_requested, "").label("m"),
             e.project.label("p"), e.team.label("t"),
-            _packed(dialect, thresholds).label("k"), e.error_kind.label("e"),
+            sql_key(dialect, thresholds).label("k"), e.error_kind.label("e"),
             e.endpoint.label("ep"), e.service_tier.label("st")]
     if not utc_day:
         keys.append(utc_date(dialect, e.ts).label("d"))
@@ -168,39 +165,6 @@ def _int(value: ColumnElement[object]) -> ColumnElement[int]:
     return cast(value, BigInteger)
 
 
-def _packed(dialect: str, thresholds: tuple[int, ...]) -> ColumnElement[int]:
-    """One integer for the latency bucket, the TTFT bucket (each 0-19, 20 for none),
-    the streamed, usage and batch flags and the long-context band's position (0 for
-    none); :func:`_unpack` reverses it. Constants inline, not bound parameters, so that
-    PostgreSQL sees the select expression and the GROUP BY one as the same."""
-    def n(value: int) -> ColumnElement[int]:
-        return literal_column(str(value))
-
-    def flag(col: ColumnElement[bool]) -> ColumnElement[int]:
-        return cast(col, Integer)
-
-    none = n(_NO_BUCKET)
-    lat = func.coalesce(_bucket(dialect, usage_events.c.latency_ms), none)
-    ttft = func.coalesce(_bucket(dialect, usage_events.c.ttft_ms), none)
-    e = usage_events.c
-    packed = ((((lat * n(_NO_BUCKET + 1) + ttft) * n(2) + flag(e.streamed)) * n(2)
-               + flag(e.usage_reported)) * n(2) + flag(e.is_batch))
-    if thresholds:
-        packed = packed * n(len(thresholds) + 1) + band_index_sql(e.input_tokens, thresholds)
-    return packed
-
-
-def _unpack(packed: int, n_bands: int) -> tuple[int | None, int | None, int, int, int, int]:
-    """(latency bucket, TTFT bucket, streamed, usage reported, batch, band position)."""
-    rest, band = divmod(packed, n_bands)
-    rest, batch = divmod(rest, 2)
-    rest, reported = divmod(rest, 2)
-    rest, streamed = divmod(rest, 2)
-    lat, ttft = divmod(rest, _NO_BUCKET + 1)
-    return (None if lat == _NO_BUCKET else lat, None if ttft == _NO_BUCKET else ttft,
-            streamed, reported, batch, band)
-
-
 def _fold(rows: Iterable[tuple[object, ...]], day: dt.date,
           price_day: dt.date | None, bands: tuple[int, ...]) -> Groups:
     """Fold the rows of ``day``'s two-level read (see the module's docstring): a
@@ -217,7 +181,7 @@ def _fold(rows: Iterable[tuple[object, ...]], day: dt.date,
         level, model, project, team, endpoint, tier, packed, kind, user = r[:9]
         flags = unpacked.get(packed)  # type: ignore[call-overload]
         if flags is None:
-            flags = unpacked[packed] = _unpack(int(packed), n_bands)  # type: ignore[call-overload]
+            flags = unpacked[packed] = unpack(int(packed), n_bands)  # type: ignore[call-overload]
         lat, ttft, streamed, reported, batch, band = flags
         long_context = bands[band]
         pos = 9
@@ -272,13 +236,6 @@ def _fold(rows: Iterable[tuple[object, ...]], day: dt.date,
 def keyed(key: tuple[object, ...], names: tuple[str, ...]) -> dict[str, object]:
     """A grouped key as a row dict."""
     return dict(zip(names, key, strict=True))
-
-
-def _bucket(dialect: str, col: ColumnElement[float]) -> ColumnElement[object]:
-    if dialect == "postgresql":  # same buckets as models._rollup_sql.bucket, in C
-        edges = ", ".join(str(edge) for edge in LATENCY_EDGES_MS)
-        return func.width_bucket(col, literal_column(f"ARRAY[{edges}]::float8[]"))
-    return bucket(col)
 
 
 def utc_date(dialect: str, ts: ColumnElement[dt.datetime]) -> ColumnElement[object]:

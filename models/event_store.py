@@ -23,6 +23,7 @@ from itertools import chain
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
+from models._rollup_key import event_key
 from models.database import begin_write
 from models.events import UsageEvent, event_values
 from models.schema import EVENT_COLUMNS
@@ -41,6 +42,7 @@ _PG_TYPES = {
     "id": "uuid", "ts": "timestamptz", "ingested_at": "timestamptz", "is_batch": "bool",
     "streamed": "bool", "usage_reported": "bool", "latency_ms": "float8",
     "ttft_ms": "float8", "status_code": "int4", "attempts": "int4", "tags": "json",
+    "rollup_key": "int2",
 }
 _PG_BIGINT = {"input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
               "reasoning_tokens", "audio_input_tokens", "audio_output_tokens"}
@@ -53,7 +55,7 @@ def _pg_type(column: str) -> str:
 
 
 _QUOTED = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
-#: Rows per SQLite INSERT statement (31 columns: 992 parameters, under SQLite's 32,766).
+#: Rows per SQLite INSERT statement (32 columns: 1,024 parameters, under SQLite's 32,766).
 _SQLITE_ROWS = 32
 
 #: A row to insert: the values of an event in ``models.events.EVENT_FIELDS`` order.
@@ -186,9 +188,11 @@ def _sqlite_row(v: Values, now: str) -> tuple[object, ...]:
         v[0].hex, _sqlite_ts(v[1]), now,  # type: ignore[attr-defined,arg-type]
         *v[2:7], int(v[7]), int(v[8]), int(v[9]), *v[10:29],  # type: ignore[call-overload]
         None if tags is None else json.dumps(tags, separators=(",", ":")),
+        event_key(v[17], v[18], v[8], v[9], v[7]),  # type: ignore[arg-type]
     )
 
 
 def _pg_row(v: Values, now: dt.datetime) -> tuple[object, ...]:
     tags = v[29]
-    return (v[0], v[1], now, *v[2:29], None if tags is None else _Json(tags))
+    return (v[0], v[1], now, *v[2:29], None if tags is None else _Json(tags),
+            event_key(v[17], v[18], v[8], v[9], v[7]))  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -83,6 +84,10 @@ usage_events = Table(
     Column("feature", String(200)),
     Column("environment", String(200)),
     Column("tags", JSON),
+    Column("rollup_key", SmallInteger,
+           comment="the latency and TTFT buckets and the streamed, usage and batch flags "
+                   "packed as the rollups group them (models.rollup_key); NULL: computed "
+                   "when read"),
     Index("ix_usage_events_ts", "ts"),
     Index("ix_usage_events_ingested_at", "ingested_at"),
 )

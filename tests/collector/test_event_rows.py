@@ -18,6 +18,7 @@ from collector._recorder import Call, ClientInfo, _clip
 from collector.tagging import COLUMN_TAGS, tags
 from collector.targets import TARGETS
 from collector.usage import Usage
+from models._rollup_key import event_key
 from models.database import open_database
 from models.event_store import EventStore, _pg_row, _sqlite_row, _sqlite_ts
 from models.events import EVENT_FIELDS, TOKEN_FIELDS, UsageEvent, event_values
@@ -62,7 +63,8 @@ def _former_sqlite_row(e: UsageEvent, now: str) -> tuple[object, ...]:
             *(getattr(e, f) for f in TOKEN_FIELDS), e.latency_ms, e.ttft_ms,
             e.status_code, e.error_class, e.error_kind, e.attempts, e.request_id, e.team,
             e.project, e.user, e.feature, e.environment,
-            None if e.tags is None else json.dumps(e.tags, separators=(",", ":")))
+            None if e.tags is None else json.dumps(e.tags, separators=(",", ":")),
+            event_key(e.latency_ms, e.ttft_ms, e.streamed, e.usage_reported, e.is_batch))
 
 
 def _result(model: str = "gpt-4o-mini-2024-07-18", tier: str | None = "default",
@@ -113,7 +115,9 @@ def _request() -> object:
 
 
 def test_event_fields_match_the_table_and_the_usage_tuple() -> None:
-    assert (EVENT_COLUMNS[:2] + EVENT_COLUMNS[3:]) == EVENT_FIELDS
+    # ingested_at is set by the writer, rollup_key derived by it (models._rollup_key)
+    assert (EVENT_COLUMNS[:2] + EVENT_COLUMNS[3:-1]) == EVENT_FIELDS
+    assert EVENT_COLUMNS[2] == "ingested_at" and EVENT_COLUMNS[-1] == "rollup_key"
     assert Usage._fields == TOKEN_FIELDS
 
 
@@ -143,6 +147,9 @@ def test_rows_equal_the_former_rows() -> None:
         assert (pg[30] is None) == (former.tags is None)
         if former.tags is not None:
             assert pg[30].obj == former.tags
+        assert pg[31] == event_key(former.latency_ms, former.ttft_ms, former.streamed,
+                                   former.usage_reported, former.is_batch)
+        assert len(pg) == 32
 
 
 def test_sqlite_timestamp_text_is_strftime() -> None:

@@ -126,7 +126,7 @@ def test_migration_keeps_rollup_and_chargeback_rows(database):
             f"VALUES ('2026-10-01', '2026-10-01', '2026-10-01', 'gpt-4o', '', false, "
             f"'chat.completions', 't', 'p', {', '.join('7' for _ in CHARGEBACK_COUNTS)}, "
             f"'0.123456789', '0.1', '{{\"list\": null}}')"))
-    assert upgrade(engine)[1] == "0008"
+    assert upgrade(engine, "0008")[1] == "0008"
     with engine.begin() as conn:
         row = conn.execute(select(rollup_daily)).one()
         assert (row.long_context, row.requests, row.cost_list) == (0, 0, D("0.5"))
