@@ -15,7 +15,7 @@
 3. the sink's events/s into SQLite and PostgreSQL beside the raw driver baseline
    measured in the same run (sqlite3 ``executemany``; psycopg binary ``COPY``).
 
-    python -m bench.collector [--rounds 3000] [--calls 1] [--events 100000]
+    python -m bench.collector [--rounds 3000] [--calls 1] [--events 100000] [--no-sink]
 """
 
 from __future__ import annotations
@@ -423,9 +423,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1, help="calls per round")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-sink", action="store_true",
+                        help="only the per-call parts (1 and 2), not the sink throughput")
     args = parser.parse_args()
     bench_calls(args.rounds, args.calls)
-    bench_sink(args.events, args.repeats)
+    if not args.no_sink:
+        bench_sink(args.events, args.repeats)
 
 
 if __name__ == "__main__":

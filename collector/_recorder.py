@@ -7,9 +7,9 @@ public methods catch their own errors and log them.
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -20,7 +20,7 @@ from models.ids import uuid7
 
 from .tagging import _TAGS, COLUMN_TAGS
 from .targets import Target
-from .usage import Usage, field_map, read_usage, result_fields, text_or_none
+from .usage import Usage, field_map, read_usage, result_fields
 
 __all__ = ["Call", "ClientInfo"]
 
@@ -31,6 +31,7 @@ _FAILED_CODE_KIND = {"rate_limit_exceeded": "rate_limit", "server_error": "serve
 
 
 _NO_USAGE = (None,) * 7
+_perf_ns = time.perf_counter_ns
 #: The last (defaults, tags) split into column tags and the others: calls of one
 #: client in one ``tags()`` block share both mappings (neither is ever mutated).
 _split: tuple[object, object, tuple[str | None, str | None, str | None, str | None,
@@ -92,7 +93,7 @@ class Call:
     call on average instead of 6-10; the median call meets no collection, so the
     benchmark's medians do not show it (README, Benchmarks)."""
 
-    __slots__ = ("_id", "_lock", "_values", "attempts", "client", "defaults", "done",
+    __slots__ = ("_id", "_values", "attempts", "client", "defaults", "done",
                  "end_perf", "error_class", "error_kind", "first_token_ns", "headers",
                  "hide_usage_chunk", "model", "model_requested", "request_id",
                  "service_tier", "start_ns", "start_perf", "status", "stream_error",
@@ -125,7 +126,6 @@ class Call:
         self.error_kind: str | None = None
         self.end_perf = 0
         self.done = False
-        self._lock: threading.Lock | None = None
         self._id: uuid.UUID | None = None
         self._values: tuple[object, ...] | None = None
 
@@ -138,7 +138,7 @@ class Call:
 
     def _emit(self, error: BaseException | None) -> None:
         """Close the call and queue it (the caller's thread does no more than this)."""
-        self.end_perf = time.perf_counter_ns()
+        self.end_perf = _perf_ns()
         if self.headers is not None:  # a queued call keeps no object of the SDK's
             self.take_request_id()
         if error is not None:
@@ -199,27 +199,47 @@ class Call:
 
     def succeed_plain(self, result: object) -> None:
         """A complete (non-streamed) result: read its token counts, model and tier
-        (no reference to the result or its usage object is kept)."""
+        (no reference to the result or its usage object is kept).
+
+        ``result_fields`` and ``text_or_none`` inline for the common case (an SDK
+        model with no extra fields and no ``response`` inside): every Python frame a
+        call runs costs several times its hot-loop time, as the SDK's work between two
+        calls evicts our code from the CPU caches."""
+        self.end_perf = _perf_ns()  # the call's end: before the reading, not after
         try:
-            fields, outer = result_fields(result)
+            fields = (field_map(result) if getattr(result, "__pydantic_extra__", 1)
+                      else result.__dict__)
+            outer = fields
+            if fields.get("response") is not None:  # a Responses-API event
+                fields, outer = result_fields(result)
             usage = fields.get("usage")
             if usage is not None:
                 self.usage = read_usage(usage)
-            self.model = text_or_none(fields.get("model"))
-            self.service_tier = text_or_none(fields.get("service_tier"))
+            model = fields.get("model")
+            if isinstance(model, str) and model:
+                self.model = model
+            tier = fields.get("service_tier")
+            if isinstance(tier, str) and tier:
+                self.service_tier = tier
             rid = outer.get("_request_id")  # in the model's __dict__: no __getattr__
             if isinstance(rid, str):  # the SDK read it from the last response
                 self.request_id = rid
                 self.headers = None
+            elif self.headers is not None:  # a queued call keeps no object of the SDK's
+                self.take_request_id()
             self.done = True
-            self._emit(None)
+            self.client.sink_put(self)  # type: ignore[operator]  # _emit(None), inline
         except Exception:
             log.exception("spendwatch: could not record a call")
 
     # -- streams -------------------------------------------------------------------------
     def start_stream(self) -> None:
+        """From now on the call is recorded by :meth:`finish_stream` (whichever of the
+        stream's ends comes first), or at interpreter exit if it is still open then."""
         self.streamed = True
-        self._lock = threading.Lock()
+        if not _exit_registered:
+            _register_exit()
+        _LIVE[id(self)] = self
 
     def observe(self, item: object) -> bool:
         """Look at one stream item; False means "hide it from the caller" (the
@@ -256,6 +276,15 @@ class Call:
             log.exception("spendwatch: could not read a stream chunk")
         return True
 
+    def take_model(self, fields: Mapping[str, object]) -> None:
+        """The model and service tier a chunk names, if it names them."""
+        model = fields.get("model")
+        if isinstance(model, str) and model:
+            self.model = model
+        tier = fields.get("service_tier")
+        if isinstance(tier, str) and tier:
+            self.service_tier = tier
+
     def _is_first_token(self, fields: Mapping[str, object], typ: object) -> bool:
         wanted = self.target.first_token_events
         if wanted:
@@ -266,18 +295,34 @@ class Call:
 
     def finish_stream(self, error: BaseException | None = None) -> None:
         """The stream ended, was closed, failed or was garbage-collected: record it
-        (once, whichever comes first)."""
+        (once, whichever comes first: the first to take the call out of ``_LIVE``,
+        an atomic ``dict.pop``, records it; a lock per stream cost more)."""
         try:
-            lock = self._lock
-            if lock is None:
+            if _LIVE.pop(id(self), None) is None:
                 return
-            with lock:
-                if self.done:
-                    return
-                self.done = True
+            self.done = True
             self._emit(error)
         except Exception:
             log.exception("spendwatch: could not record a stream")
+
+
+#: Streamed calls not recorded yet, by ``id()``: whoever pops a call records it, and
+#: the ones still open at interpreter exit are recorded then (before the sink's own
+#: exit handler flushes: ``atexit`` runs handlers in reverse order of registration).
+_LIVE: dict[int, Call] = {}
+_exit_registered = False
+
+
+def _register_exit() -> None:
+    global _exit_registered
+    if not _exit_registered:
+        _exit_registered = True
+        atexit.register(_finish_open_streams)
+
+
+def _finish_open_streams() -> None:
+    for call in list(_LIVE.values()):
+        call.finish_stream()
 
 
 def _classify(error: BaseException, last_status: int | None) -> tuple[int | None, str]:

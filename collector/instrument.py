@@ -228,7 +228,10 @@ def _wrap(original: Callable[..., object], target: Target,
                 raise
             CURRENT_CALL.reset(token)
             try:
-                _finish(call, result)
+                if _KINDS.get(type(result)) == _PLAIN:  # _finish's common case, a frame less
+                    call.succeed_plain(result)
+                else:
+                    _finish(call, result)
             except Exception:
                 log.exception("spendwatch: could not record a call")
             return result
@@ -256,7 +259,10 @@ def _wrap(original: Callable[..., object], target: Target,
             raise
         CURRENT_CALL.reset(token)
         try:
-            _finish(call, result)
+            if _KINDS.get(type(result)) == _PLAIN:  # _finish's common case, a frame less
+                call.succeed_plain(result)
+            else:
+                _finish(call, result)
         except Exception:
             log.exception("spendwatch: could not record a call")
         return result
