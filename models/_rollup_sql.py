@@ -4,12 +4,14 @@ driver-level bulk insert."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
 
-from sqlalchemy import Connection, Table, case, literal_column, null
+from sqlalchemy import Boolean, Connection, Date, Table, case, literal_column, null
 from sqlalchemy.sql.elements import ColumnElement
 
 from models.schema import LATENCY_EDGES_MS
+from models.types import Money
 
 __all__ = ["bucket", "bulk_insert"]
 
@@ -34,20 +36,24 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, object]]) -
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = f"INSERT INTO {columns} VALUES ({', '.join([mark] * len(names))})"
     if conn.dialect.name == "sqlite":
-        params = [tuple(_sqlite_value(row[n]) for n in names) for row in rows]
+        # Only the columns whose type needs it are converted (a rebuild's ~1.4M
+        # values: 0.9 s when every value went through a chain of isinstance checks).
+        convert = [(n, _SQLITE_CONVERT.get(type(table.c[n].type))) for n in names]
+        params = [tuple(row[n] if f is None or row[n] is None else f(row[n])
+                        for n, f in convert) for row in rows]
     else:
         params = [tuple(row[n] for n in names) for row in rows]
     conn.exec_driver_sql(sql, params)
 
 
-def _sqlite_value(value: object) -> object:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
+def _money_text(value: Decimal) -> str:
+    return format(value, "f")
+
+
+#: How SQLite stores a value of these column types (see ``bulk_insert``).
+_SQLITE_CONVERT: dict[type, Callable[..., object]] = {
+    Money: _money_text, Boolean: int, Date: dt.date.isoformat,
+}
 
 
 def bucket(col: ColumnElement[float]) -> ColumnElement[object]:
