@@ -41,20 +41,22 @@ def event_key(latency_ms: float | None, ttft_ms: float | None, streamed: bool,
     """The rollup key of one event, as :func:`sql_key` computes it from its columns.
     None (computed when read) for a NaN, which the databases bucket differently
     (SQLite stores it as NULL, PostgreSQL puts it above the last edge)."""
-    if latency_ms is None:
-        lat = NO_BUCKET
-    elif latency_ms != latency_ms:
+    lat = _bucket_of(latency_ms)
+    ttft = _bucket_of(ttft_ms)
+    if lat is None or ttft is None:
         return None
-    else:
-        lat = bisect_right(LATENCY_EDGES_MS, latency_ms)
-    if ttft_ms is None:
-        ttft = NO_BUCKET
-    elif ttft_ms != ttft_ms:
-        return None
-    else:
-        ttft = bisect_right(LATENCY_EDGES_MS, ttft_ms)
     return (((lat * _WIDTH + ttft) * 2 + bool(streamed)) * 2 + bool(usage_reported)) * 2 + (
         bool(is_batch))
+
+
+def _bucket_of(ms: float | None) -> int | None:
+    """The histogram bucket of ``ms`` as :func:`sql_key` computes it (``NO_BUCKET`` for
+    none); None for NaN."""
+    if ms is None:
+        return NO_BUCKET
+    if ms != ms:
+        return None
+    return bisect_right(LATENCY_EDGES_MS, ms)
 
 
 def sql_key(dialect: str, thresholds: tuple[int, ...]) -> ColumnElement[int]:
