@@ -133,8 +133,23 @@ class Call:
         """Read ``x-request-id`` from the last response's headers (if it has one) and
         let go of them."""
         headers, self.headers = self.headers, None
-        if headers is not None:
-            self.request_id = headers.get("x-request-id") or self.request_id
+        if headers is None:
+            return
+        raw = getattr(headers, "_list", None)  # httpx2.Headers: (raw, lowercase, value)
+        if type(raw) is list:
+            # A scan of the raw list: ~0.1 us, against ~0.6 us for Headers.get() (a
+            # Mapping.get, __getitem__, the encoding property and a list comprehension).
+            # Streams pay it on every call (their chunks carry no _request_id).
+            try:
+                for item in raw:
+                    if item[1] == b"x-request-id":
+                        if item[2]:
+                            self.request_id = item[2].decode("latin-1")
+                        return
+                return
+            except (IndexError, TypeError, AttributeError):  # another httpx2 layout
+                pass
+        self.request_id = headers.get("x-request-id") or self.request_id
 
     def _emit(self, error: BaseException | None) -> None:
         """Close the call and queue it (the caller's thread does no more than this)."""

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 from openai import AsyncStream, Stream
 
-from ._recorder import Call, _perf_ns
+from ._recorder import _LIVE, Call, _perf_ns
 from .usage import field_map, read_usage
 
 __all__ = ["hook_close", "observe_stream"]
@@ -48,35 +48,47 @@ def _chat_chunks(it: Iterator[object], call: Call) -> Iterator[object]:
     """Chat Completions (and legacy Completions) chunks in a ``for`` loop: what
     :meth:`Call.observe` does for them, inline. The first chunk with choices is the
     first token, the one with ``usage`` carries the counts (and is hidden when the
-    collector asked for it); the model and tier are read from both. Two calls of
-    ``observe`` per stream measured ~3 us each with cold CPU caches."""
+    collector asked for it); the model and tier are read from both.
+
+    On a real connection the thread waits for the network between two chunks, so
+    each chunk is handled with cold CPU caches: a chunk that says nothing new costs
+    one attribute read here (``usage`` is a declared field of the SDK's chunk
+    models, so it is in the instance ``__dict__``); two calls of ``observe`` per
+    stream measured ~3 us each."""
     first = call.first_token_ns is None
     try:
         for item in it:
-            hide = False
             try:
-                fields = (field_map(item) if getattr(item, "__pydantic_extra__", 1)
-                          else item.__dict__)  # type: ignore[attr-defined]
-                if first and fields.get("choices"):
-                    first = False
-                    call.first_token_ns = _perf_ns()
-                    call.take_model(fields)
-                usage = fields.get("usage")
-                if usage is not None:
-                    # decided first: hidden even if reading the counts fails
-                    hide = call.hide_usage_chunk and not fields.get("choices")
-                    call.usage = read_usage(usage) or call.usage
-                    call.take_model(fields)
-            except Exception:
-                log.exception("spendwatch: could not read a stream chunk")
-            if not hide:
-                yield item
+                usage = item.usage  # type: ignore[attr-defined]
+            except AttributeError:  # not an SDK chunk model: the full look
+                if call.observe(item):
+                    yield item
+                continue
+            if first or usage is not None:
+                hide = False
+                try:
+                    fields = field_map(item)
+                    if first and fields.get("choices"):
+                        first = False
+                        call.first_token_ns = _perf_ns()
+                        call.take_model(fields)
+                    if usage is not None:
+                        # decided first: hidden even if reading the counts fails
+                        hide = call.hide_usage_chunk and not fields.get("choices")
+                        call.usage = read_usage(usage) or call.usage
+                        call.take_model(fields)
+                except Exception:
+                    log.exception("spendwatch: could not read a stream chunk")
+                if hide:
+                    continue
+            yield item
     except GeneratorExit:
         raise
     except BaseException as exc:
         call.finish_stream(exc)
         raise
-    call.finish_stream()
+    if id(call) in _LIVE:  # usually recorded already, by the response's close hook
+        call.finish_stream()
 
 
 class _SyncChunks:
@@ -145,7 +157,8 @@ class _SyncChunks:
             close()
 
     def __del__(self) -> None:
-        self._call.finish_stream()  # never raises; a no-op once the stream is recorded
+        if id(self._call) in _LIVE:  # an unfinished stream (finish_stream never raises)
+            self._call.finish_stream()
 
 
 class _AsyncChunks:
@@ -181,7 +194,8 @@ class _AsyncChunks:
             await aclose()
 
     def __del__(self) -> None:
-        self._call.finish_stream()
+        if id(self._call) in _LIVE:
+            self._call.finish_stream()
 
 
 def hook_close(response: object, on_close: Callable[[], None], is_async: bool) -> None:

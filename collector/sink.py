@@ -91,16 +91,15 @@ class EventSink:
         self.settings = settings
         self.spool = Spool(settings.spool_dir)
         self.environment = settings.environment or None
-        self._queue: collections.deque[UsageEvent | EventSource] = collections.deque()
+        self._queue: collections.deque[UsageEvent | EventSource | _Marker] = collections.deque()
         self._max = settings.queue_size
         self._batch = settings.batch_size
-        self._lock = threading.Lock()
-        self._enqueued_n = 0
+        self._lock = threading.Lock()  # the drop counter (not the hot path)
         self._dropped_n = 0
         self._written = 0
         self._spooled = 0
         self._replayed = 0
-        self._processed = 0  # events taken off the queue and stored (db or spool)
+        self._taken = 0  # events taken off the queue (by the writer thread, or close())
         self._wake = threading.Event()
         self._done = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -121,12 +120,12 @@ class EventSink:
 
         This runs on the application's thread after every call, with cold CPU caches
         (the SDK's own work in between evicts them): the common case reads as few
-        attributes as it can."""
+        attributes as it can, and takes no lock (``deque.append`` is atomic; the
+        enqueued count is derived from what the writer took, and :meth:`flush` waits
+        for a marker put behind the events instead of a count)."""
         queue = self._queue
         if len(queue) < self._max and not self._closed:
-            with self._lock:
-                queue.append(event)
-                self._enqueued_n += 1
+            queue.append(event)
             if len(queue) >= self._batch or self._thread is None:
                 self._kick()
             return
@@ -172,16 +171,19 @@ class EventSink:
     def flush(self, timeout: float = 5.0) -> bool:
         """Store everything enqueued so far (in the database, or the spool if it is
         unreachable) and try to replay the spool. True when nothing is left in memory."""
-        target = self._enqueued_n
+        if self._closed:  # close() stored or spooled what was queued
+            return not self._queue
         if self._thread is None:
-            if target == 0 and not self.spool.files():
+            if not self._queue and not self.spool.files():
                 return True
             self._start()
         self._retry_at = 0.0  # an explicit flush tries the database now
+        marker = _Marker()
+        self._queue.append(marker)  # behind every event enqueued so far (FIFO)
         deadline = time.monotonic() + timeout
         with self._done:
             self._wake.set()
-            while self._processed < target:
+            while not marker.reached:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -204,6 +206,9 @@ class EventSink:
         leftover: list[UsageEvent] = []
         while self._queue:
             item = self._queue.popleft()
+            if type(item) is _Marker:
+                continue
+            self._taken += 1
             built = item if type(item) is UsageEvent else _to_event(item)
             if built is not None:
                 leftover.append(built)
@@ -214,8 +219,9 @@ class EventSink:
 
     def stats(self) -> SinkStats:
         return SinkStats(
-            enqueued=self._enqueued_n, written=self._written, dropped=self._dropped_n,
-            spooled=self._spooled, replayed=self._replayed, queued=len(self._queue),
+            enqueued=self._taken + len(self._queue), written=self._written,
+            dropped=self._dropped_n, spooled=self._spooled, replayed=self._replayed,
+            queued=len(self._queue),
             spool_files=len(self.spool.files()), database_ok=self._db_ok,
             last_error=self._last_error,
         )
@@ -251,9 +257,13 @@ class EventSink:
             batch: list[tuple[object, ...]] = []
             popleft = self._queue.popleft
             taken = 0
+            marker: _Marker | None = None
             try:
                 for _ in range(self._batch):
                     item = popleft()
+                    if type(item) is _Marker:  # a flush() waits for what came before
+                        marker = item
+                        break
                     taken += 1
                     values = (event_values(item) if type(item) is UsageEvent
                               else _to_values(item))
@@ -263,8 +273,11 @@ class EventSink:
                         time.sleep(0)  # hand the GIL to the application's threads
             except IndexError:
                 pass
-            self._write(batch)
-            self._processed += taken
+            self._taken += taken
+            if batch:
+                self._write(batch)
+            if marker is not None:
+                marker.reached = True
             with self._done:
                 self._done.notify_all()
 
@@ -333,6 +346,16 @@ class EventSink:
                 self._dropped_n += len(events)
             log.error("spendwatch: could not spool %d event(s) to %s (%s); they are lost",
                       len(events), self.spool.directory, exc)
+
+
+class _Marker:
+    """Put on the queue by :meth:`EventSink.flush`: the writer reaches it once every
+    event queued before it is stored (in the database or the spool)."""
+
+    __slots__ = ("reached",)
+
+    def __init__(self) -> None:
+        self.reached = False
 
 
 def _to_event(item: object) -> UsageEvent | None:
