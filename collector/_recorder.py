@@ -316,7 +316,13 @@ class Call:
             if _LIVE.pop(id(self), None) is None:
                 return
             self.done = True
-            self._emit(error)
+            if error is None and self.stream_error is None:  # _emit(None), inline
+                self.end_perf = _perf_ns()
+                if self.headers is not None:
+                    self.take_request_id()
+                self.client.sink_put(self)  # type: ignore[operator]
+            else:
+                self._emit(error)
         except Exception:
             log.exception("spendwatch: could not record a stream")
 

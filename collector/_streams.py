@@ -6,8 +6,9 @@ an observer, and its HTTP response's ``close`` / ``aclose`` is wrapped. Every wa
 stream can end goes through one of those: read to the end, ``close()``, a ``with``
 block, the SDK's stream helpers (which close the HTTP response directly), or garbage
 collection of an unfinished stream (the SDK's generator closes the response; the
-observer's ``__del__`` is the backstop, for a stream never iterated). The observers
-are classes, not async generators, so no async-generator finalisation is involved.
+observer's own finalisation is the backstop, even for a stream never read). The
+sync observer is a generator; the async one is a class, not an async generator, so
+no async-generator finalisation by the event loop is involved.
 """
 
 from __future__ import annotations
@@ -45,18 +46,19 @@ def _keep(call: Call, item: object) -> bool:
 
 
 def _chat_chunks(it: Iterator[object], call: Call) -> Iterator[object]:
-    """Chat Completions (and legacy Completions) chunks in a ``for`` loop: what
-    :meth:`Call.observe` does for them, inline. The first chunk with choices is the
-    first token, the one with ``usage`` carries the counts (and is hidden when the
-    collector asked for it); the model and tier are read from both.
+    """``stream._iterator`` of a Chat Completions (or legacy Completions) stream: what
+    :meth:`Call.observe` does for its chunks, inline. The first chunk with choices is
+    the first token, the one with ``usage`` carries the counts (and is hidden when
+    the collector asked for it); the model and tier are read from both.
 
     On a real connection the thread waits for the network between two chunks, so
     each chunk is handled with cold CPU caches: a chunk that says nothing new costs
     one attribute read here (``usage`` is a declared field of the SDK's chunk
     models, so it is in the instance ``__dict__``); two calls of ``observe`` per
-    stream measured ~3 us each."""
-    first = call.first_token_ns is None
+    stream measured ~3 us each. See :func:`_primed` for how it starts and ends."""
     try:
+        yield None  # parked here by _primed
+        first = call.first_token_ns is None
         for item in it:
             try:
                 usage = item.usage  # type: ignore[attr-defined]
@@ -82,7 +84,9 @@ def _chat_chunks(it: Iterator[object], call: Call) -> Iterator[object]:
                 if hide:
                     continue
             yield item
-    except GeneratorExit:
+    except GeneratorExit:  # closed: the stream was abandoned (or closed) unfinished
+        if id(call) in _LIVE:
+            call.finish_stream()
         raise
     except BaseException as exc:
         call.finish_stream(exc)
@@ -91,74 +95,37 @@ def _chat_chunks(it: Iterator[object], call: Call) -> Iterator[object]:
         call.finish_stream()
 
 
-class _SyncChunks:
-    """``stream._iterator``: ``for`` loops (``Stream.__iter__``) get :meth:`__iter__`'s
-    generator, explicit ``next(stream)`` goes through :meth:`__next__`. It is referred
-    to by the stream alone, so :meth:`__del__` runs when an unfinished stream is
-    garbage-collected (cheaper than a ``weakref.finalize`` per stream)."""
-
-    __slots__ = ("_call", "_it")
-
-    def __init__(self, it: Iterator[object], call: Call) -> None:
-        self._it = it
-        self._call = call
-
-    def __iter__(self) -> Iterator[object]:
-        # One generator frame per chunk instead of __next__ + observe + field_map: the
-        # chunks that say nothing new cost two dict lookups inline. A generator of a
-        # ``for`` loop the caller left is closed without recording: the stream may go
-        # on in another loop; __del__ or the close hook records it.
-        call = self._call
-        if call.target.stream_usage_opt_in:
-            return _chat_chunks(self._it, call)
-        return self._chunks()
-
-    def _chunks(self) -> Iterator[object]:
-        call = self._call
-        try:
-            for item in self._it:
-                try:
-                    fields = item.__dict__
-                    extra = item.__pydantic_extra__
-                except AttributeError:
-                    if call.observe(item):
-                        yield item
-                    continue
-                if (call.first_token_ns is None or fields.get("usage") is not None
-                        or fields.get("response") is not None
-                        or (extra and ("usage" in extra or "response" in extra))) and \
-                        not call.observe(item):
-                    continue
+def _chunks(it: Iterator[object], call: Call) -> Iterator[object]:
+    """``stream._iterator`` of any other stream (Responses events, images, audio):
+    each item through :func:`_keep`."""
+    try:
+        yield None  # parked here by _primed
+        for item in it:
+            if _keep(call, item):
                 yield item
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            call.finish_stream(exc)
-            raise
+    except GeneratorExit:
+        if id(call) in _LIVE:
+            call.finish_stream()
+        raise
+    except BaseException as exc:
+        call.finish_stream(exc)
+        raise
+    if id(call) in _LIVE:
         call.finish_stream()
 
-    def __next__(self) -> object:
-        call = self._call
-        while True:
-            try:
-                item = next(self._it)
-            except StopIteration:
-                call.finish_stream()
-                raise
-            except BaseException as exc:
-                call.finish_stream(exc)
-                raise
-            if _keep(call, item):
-                return item
 
-    def close(self) -> None:
-        close = getattr(self._it, "close", None)
-        if close is not None:
-            close()
+def _primed(chunks: Iterator[object]) -> Iterator[object]:
+    """``chunks`` run to their first ``yield``, which reads nothing from the network.
 
-    def __del__(self) -> None:
-        if id(self._call) in _LIVE:  # an unfinished stream (finish_stream never raises)
-            self._call.finish_stream()
+    The generator itself replaces the stream's iterator (``Stream.__next__`` and
+    ``Stream.__iter__`` both use ``_iterator``): no observer object, no extra frame
+    per stream. Started, it is closed (``GeneratorExit``) when the stream is
+    garbage-collected unfinished, even one never read, and records the call then; a
+    ``for`` loop the caller leaves early does not close it (the stream may go on).
+    This replaced an observer class with ``__del__`` (and before it a
+    ``weakref.finalize`` per stream)."""
+    next(chunks)
+    return chunks
 
 
 class _AsyncChunks:
@@ -235,11 +202,20 @@ def hook_close(response: object, on_close: Callable[[], None], is_async: bool) -
 def observe_stream(call: Call, stream: Stream[object] | AsyncStream[object]) -> None:
     """Instrument ``stream`` in place for ``call``."""
     call.start_stream()
+    if type(stream) is Stream:  # the common case inline: a stream costs its frames
+        chunks = (_chat_chunks if call.target.stream_usage_opt_in else _chunks)(
+            stream._iterator, call)
+        next(chunks)  # see _primed
+        stream._iterator = chunks  # type: ignore[assignment]
+        hook_close(stream.response, call.finish_stream, False)
+        return
     is_async = isinstance(stream, AsyncStream)
     if is_async:
         stream._iterator = _AsyncChunks(stream._iterator, call)  # type: ignore[assignment]
     else:
-        stream._iterator = _SyncChunks(stream._iterator, call)  # type: ignore[assignment]
-    # An unfinished stream that is garbage-collected is recorded by the observer's
-    # __del__ (its only referrer is the stream).
+        stream._iterator = _primed(  # type: ignore[assignment]
+            (_chat_chunks if call.target.stream_usage_opt_in else _chunks)(
+                stream._iterator, call))
+    # An unfinished stream that is garbage-collected is recorded when its iterator is
+    # (the observer's __del__, or the generator's GeneratorExit).
     hook_close(stream.response, call.finish_stream, is_async)

@@ -13,7 +13,6 @@ from typing import TypeVar
 import openai
 from openai import AsyncOpenAI, AsyncStream, OpenAI, Stream
 from openai._legacy_response import LegacyAPIResponse
-from openai._utils import is_given
 
 from spendwatch.errors import InstrumentationError
 
@@ -34,6 +33,8 @@ _CACHED_WRAPPERS = ("with_raw_response", "with_streaming_response")
 #: Result types looked at after every call (tuples: ``A | B`` builds a union per call).
 _STREAMS = (Stream, AsyncStream)
 _BASE_RESPONSE = openai._response.BaseAPIResponse
+_OMIT = openai.omit
+_NOT_GIVEN = (openai.NotGiven, openai.Omit)  # what openai._utils.is_given() rejects
 
 
 def instrument(client: ClientT, **default_tags: str) -> ClientT:
@@ -134,7 +135,8 @@ def _ask_for_usage(call: Call, kwargs: dict[str, object]) -> None:
     """A chat stream: ask for usage on the caller's behalf unless they chose
     ``stream_options``; the extra usage-only chunk is then hidden from them
     (call.observe), so `chunk.choices[0]` keeps working."""
-    if not is_given(kwargs.get("stream_options", openai.omit)):
+    # is_given() inline (the SDK's stream helpers pass stream_options=omit explicitly)
+    if isinstance(kwargs.get("stream_options", _OMIT), _NOT_GIVEN):
         kwargs["stream_options"] = {"include_usage": True}
         call.hide_usage_chunk = True
 
@@ -228,8 +230,11 @@ def _wrap(original: Callable[..., object], target: Target,
                 raise
             CURRENT_CALL.reset(token)
             try:
-                if _KINDS.get(type(result)) == _PLAIN:  # _finish's common case, a frame less
+                kind = _KINDS.get(type(result))
+                if kind == _PLAIN:  # _finish's common cases, a frame less
                     call.succeed_plain(result)
+                elif kind == _STREAM:
+                    observe_stream(call, result)  # type: ignore[arg-type]
                 else:
                     _finish(call, result)
             except Exception:
@@ -259,8 +264,11 @@ def _wrap(original: Callable[..., object], target: Target,
             raise
         CURRENT_CALL.reset(token)
         try:
-            if _KINDS.get(type(result)) == _PLAIN:  # _finish's common case, a frame less
+            kind = _KINDS.get(type(result))
+            if kind == _PLAIN:  # _finish's common cases, a frame less
                 call.succeed_plain(result)
+            elif kind == _STREAM:
+                observe_stream(call, result)  # type: ignore[arg-type]
             else:
                 _finish(call, result)
         except Exception:
