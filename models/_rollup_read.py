@@ -113,7 +113,7 @@ def read_groups(conn: Connection, day: dt.date, start: dt.datetime,
         end - start == dt.timedelta(days=1))
     query = _day_query(dialect, utc_day, thresholds)
     params = {"start": start, "end": end}
-    rows = conn.execute(query, params).all()  # one fetch: ~5 us a row less
+    rows = conn.execute(query, params).all()  # one fetch: row by row cost ~5 us a row more
     bands = (0, *sorted(thresholds))
     return _fold(rows, day, day if utc_day else None, bands)  # type: ignore[arg-type]
 
