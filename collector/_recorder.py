@@ -348,8 +348,10 @@ def _finish_open_streams() -> None:
 
 def _classify(error: BaseException, last_status: int | None) -> tuple[int | None, str]:
     """(status, error kind) of a failed call: HTTP errors by status (429, other 4xx,
-    5xx), connection failures and timeouts as ``network``, anything else (a
-    cancelled task, an error event inside a stream) as ``other``."""
+    5xx), connection failures and timeouts as ``network`` (the SDK raises
+    ``APIConnectionError`` for a connection lost mid-stream too), an error event inside a
+    stream by its code (``rate_limit_exceeded``, ``server_error``), anything else (a
+    cancelled task, an unknown code) as ``other``."""
     import openai
 
     if isinstance(error, openai.APIStatusError):
@@ -358,4 +360,7 @@ def _classify(error: BaseException, last_status: int | None) -> tuple[int | None
         return None, "network"
     if last_status is not None and last_status >= 400:
         return last_status, classify_error(last_status, True) or "other"
+    if isinstance(error, openai.APIError):  # an error event inside a stream
+        code = error.code or error.type
+        return last_status, _FAILED_CODE_KIND.get(str(code), "other")
     return last_status, "other"

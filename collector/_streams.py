@@ -14,9 +14,11 @@ the event loop is involved.
 from __future__ import annotations
 
 import logging
+import sys
 import weakref
 from collections.abc import AsyncIterator, Callable
 from functools import partial
+from types import FrameType
 
 from openai import AsyncStream, Stream
 
@@ -134,8 +136,10 @@ class _AsyncChunks:
             self._call.finish_stream()
 
 
-def hook_close(response: object, on_close: Callable[[], None], is_async: bool) -> None:
-    """Call ``on_close`` after ``response.close()`` / ``aclose()``.
+def hook_close(response: object, on_close: Callable[[BaseException | None], None],
+               is_async: bool) -> None:
+    """Call ``on_close`` after ``response.close()`` / ``aclose()``, with the error the
+    stream failed with, if it did (see :func:`_failure`).
 
     The hook is stored on the response itself, so it refers to the response only
     weakly: a strong reference would make a cycle that keeps every finished response
@@ -146,26 +150,46 @@ def hook_close(response: object, on_close: Callable[[], None], is_async: bool) -
         original_aclose = type(response).aclose  # type: ignore[attr-defined]
 
         async def aclose() -> None:
+            error = _failure(sys._getframe(1))
             try:
                 target = ref()
                 if target is not None:
                     await original_aclose(target)
             finally:
-                on_close()
+                on_close(error)
 
         response.aclose = aclose  # type: ignore[attr-defined]
     else:
         original_close = type(response).close  # type: ignore[attr-defined]
 
         def close() -> None:
+            error = _failure(sys._getframe(1))
             try:
                 target = ref()
                 if target is not None:
                     original_close(target)
             finally:
-                on_close()
+                on_close(error)
 
         response.close = close  # type: ignore[attr-defined]
+
+
+def _failure(closer: FrameType) -> BaseException | None:
+    """The exception a stream failed with, when the code closing its response
+    (``closer``) is the SDK's stream generator on its way out with that exception.
+
+    An error event inside a stream (the SDK raises ``APIError``), a connection lost
+    mid-way or a cancelled task unwinds through the generator's ``finally``, which
+    closes the response before the exception reaches the caller (or the observer):
+    without this the close hook recorded the call as a success. The exception must be
+    unwinding through ``closer`` itself (its traceback starts there): an exception
+    the caller is handling while a stream ends normally or is closed is not the
+    stream's, and a stream closed early (``GeneratorExit``) did not fail."""
+    error = sys.exc_info()[1]
+    if error is None or isinstance(error, GeneratorExit):
+        return None
+    tb = error.__traceback__
+    return error if tb is not None and tb.tb_frame is closer else None
 
 
 def observe_stream(call: Call, stream: Stream[object] | AsyncStream[object]) -> None:

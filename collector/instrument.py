@@ -190,7 +190,7 @@ def _finish_on_close(call: Call, result: openai._response.BaseAPIResponse[object
     call.start_stream()
     call.streamed = False
 
-    def finish() -> None:
+    def finish(error: BaseException | None = None) -> None:
         if call.done:
             return
         try:
@@ -201,7 +201,7 @@ def _finish_on_close(call: Call, result: openai._response.BaseAPIResponse[object
                 call.observe(parsed)
         except Exception:
             log.debug("spendwatch: no usage in a streamed-response body", exc_info=True)
-        call.finish_stream()
+        call.finish_stream(error)
 
     hook_close(http, finish, call.client.is_async)
 

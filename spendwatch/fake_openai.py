@@ -17,6 +17,8 @@ steers it with headers (sent with ``extra_headers=``):
 ``x-fake-chunks: N``                content chunks in a stream (default 3)
 ``x-fake-chunk-delay-ms: N``        pause between chunks
 ``x-fake-service-tier: NAME``       the service tier the response names
+``x-fake-stream-error: CODE``       a chat stream fails after its first content chunk
+                                    with an SSE error event of that code
 
 ``GET /v1/organization/costs`` (the admin Costs API) answers with OpenAI's page shape
 from :attr:`FakeOpenAI.costs_buckets` (bucket objects, filtered by ``start_time`` /
@@ -228,6 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
         delay = int(self.headers.get("x-fake-chunk-delay-ms") or 0) / 1000
         include = bool((body.get("stream_options") or {}).get("include_usage"))  # type: ignore[union-attr]
 
+        fails = self.headers.get("x-fake-stream-error")
+
         def events() -> Iterator[tuple[str | None, object]]:
             chunk = {**base, "object": "chat.completion.chunk"}
             yield None, {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant",
@@ -236,6 +240,10 @@ class _Handler(BaseHTTPRequestHandler):
             for i in range(n):
                 yield None, {**chunk, "choices": [{"index": 0, "delta": {"content": f"t{i} "},
                                                    "finish_reason": None}]}
+                if fails:  # what OpenAI sends when a stream breaks off mid-way
+                    yield None, {"error": {"message": "fake stream error", "type": fails,
+                                           "code": fails, "param": None}}
+                    return
             yield None, {**chunk, "choices": [{"index": 0, "delta": {},
                                                "finish_reason": "stop"}]}
             if include:

@@ -315,3 +315,57 @@ def test_images_and_audio_report_token_usage(fake_openai, recording):
     assert (audio.endpoint, audio.input_tokens, audio.audio_input_tokens,
             audio.output_tokens) == ("audio.transcriptions", 120, 110, 30)
     assert not whisper.usage_reported  # billed by the second: no tokens to record
+
+
+def test_stream_failing_mid_way_is_recorded_as_failed(fake_openai, recording):
+    """An error event after the first chunks: the SDK raises APIError and, on its way
+    out, closes the response; the close hook used to record the call as a success."""
+    c = client(fake_openai)
+    seen = []
+    with pytest.raises(openai.APIError) as raised:
+        for chunk in c.chat.completions.create(
+                model="gpt-4o", messages=MSG, stream=True,
+                extra_headers={"x-fake-stream-error": "server_error", "x-fake-chunks": "5"}):
+            seen.append(chunk.choices[0].delta.content)
+    assert type(raised.value) is openai.APIError  # the caller's exception, unchanged
+    assert seen == ["", "t0 "]
+    e = only_event(recording)
+    assert e.streamed and e.status_code == 200  # the HTTP answer was a 200
+    assert (e.error_class, e.error_kind) == ("APIError", "server")
+
+
+def test_async_stream_failing_mid_way_is_recorded_as_failed(fake_openai, recording):
+    c = aclient(fake_openai)
+
+    async def go() -> None:
+        stream = await c.chat.completions.create(
+            model="gpt-4o", messages=MSG, stream=True,
+            extra_headers={"x-fake-stream-error": "rate_limit_exceeded"})
+        with pytest.raises(openai.APIError):
+            async for _ in stream:
+                pass
+
+    asyncio.run(go())
+    e = only_event(recording)
+    assert (e.error_class, e.error_kind, e.status_code) == ("APIError", "rate_limit", 200)
+
+
+def test_stream_ending_inside_the_callers_except_block_is_a_success(fake_openai, recording):
+    """The exception a caller is handling is not the stream's: a stream read to the
+    end, or closed early, inside an ``except`` block is recorded without an error."""
+    c = client(fake_openai)
+    try:
+        c.chat.completions.create(model="gpt-4o", messages=MSG,
+                                  extra_headers={"x-fake-fail": "400"})
+    except openai.BadRequestError:
+        for _ in c.chat.completions.create(model="gpt-4o", messages=MSG, stream=True):
+            pass
+        early = c.chat.completions.create(model="gpt-4o", messages=MSG, stream=True,
+                                          extra_headers={"x-fake-chunks": "50"})
+        next(iter(early))
+        early.close()
+    assert collector.flush(10)
+    failed, whole, closed = events(recording)
+    assert failed.error_kind == "client"
+    assert (whole.error_class, whole.error_kind) == (None, None) and whole.usage_reported
+    assert (closed.error_class, closed.error_kind) == (None, None)
