@@ -28,8 +28,9 @@ from spendwatch.errors import (
 )
 from spendwatch.settings import Settings, load_settings
 
+from ._exit import forget as forget_sink
 from .instrument import instrument
-from .sink import EventSink, EventSource, SinkStats, forget_sink
+from .sink import EventSink, EventSource, SinkStats
 from .tagging import current_tags, tags
 from .targets import TARGETS, Target
 

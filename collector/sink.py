@@ -18,21 +18,18 @@ last ``flush_interval`` (0.5 s) plus the batch being written (at most
 
 from __future__ import annotations
 
-import atexit
 import collections
 import logging
-import os
-import signal
 import threading
 import time
 from dataclasses import dataclass
-from types import FrameType
 from typing import Protocol
 
 from models.events import UsageEvent, event_values
 from spendwatch.errors import DatabaseUnavailableError, SchemaOutdatedError
 from spendwatch.settings import Settings
 
+from . import _exit
 from .spool import Spool
 
 __all__ = ["EventSink", "EventSource", "SinkStats"]
@@ -166,7 +163,7 @@ class EventSink:
     def install_exit_handlers(self) -> None:
         """Flush at interpreter exit, and on SIGTERM when the process has no SIGTERM
         handler of its own (only possible from the main thread)."""
-        _install_exit_handlers(self)
+        _exit.install(self)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Store everything enqueued so far (in the database, or the spool if it is
@@ -374,47 +371,3 @@ def _to_values(item: object) -> tuple[object, ...] | None:
     except Exception:
         log.exception("spendwatch: could not build a usage event")
         return None
-
-
-# -- exit handling -------------------------------------------------------------
-_exit_sinks: list[EventSink] = []
-_exit_lock = threading.Lock()
-_sigterm_installed = False
-
-
-def _at_exit() -> None:
-    for sink in list(_exit_sinks):
-        try:
-            sink.close()
-        except Exception:  # pragma: no cover - never fail interpreter shutdown
-            log.exception("spendwatch: error while flushing at exit")
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    _at_exit()
-    # Then die of SIGTERM as the process would have without us.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _install_exit_handlers(sink: EventSink) -> None:
-    global _sigterm_installed
-    with _exit_lock:
-        if not _exit_sinks:
-            atexit.register(_at_exit)
-        if sink not in _exit_sinks:
-            _exit_sinks.append(sink)
-        if _sigterm_installed or threading.current_thread() is not threading.main_thread():
-            return
-        try:
-            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-                signal.signal(signal.SIGTERM, _on_sigterm)
-                _sigterm_installed = True
-        except (ValueError, OSError):  # pragma: no cover - not the main interpreter
-            pass
-
-
-def forget_sink(sink: EventSink) -> None:
-    with _exit_lock:
-        if sink in _exit_sinks:
-            _exit_sinks.remove(sink)
