@@ -113,3 +113,53 @@ def test_two_scheduler_processes_one_works(database, tmp_path):
         rows = conn.execute(select(rollup_daily.c.requests)).all()
     assert rows == [(5,)]  # rolled up once, not three times
     engine.dispose()
+
+
+def test_nightly_check_rebuilds_yesterday_from_raw_events(database, tmp_path):
+    """The nightly job re-aggregates yesterday in full: an event the incremental
+    rollup missed (ingested before its watermark, outside the overlap: e.g. written
+    by a host whose clock was behind) is counted, and other days are left as they
+    are. A scheduler without the lease does nothing."""
+    from sqlalchemy import text, update
+
+    from alerts.scheduler import SpendScheduler
+    from models.schema import usage_events
+    from spendwatch.settings import load_settings
+
+    engine = open_database(database.url)
+    settings = load_settings({"database_url": database.url, "timezone": "UTC",
+                              "data_dir": str(tmp_path / "data")}, env={})
+    now = dt.datetime.now(UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    yesterday, before = today - dt.timedelta(days=1), today - dt.timedelta(days=2)
+    store = EventStore(engine)
+
+    def insert(events: list, hours_ago: int) -> None:
+        store.insert(events)
+        with engine.begin() as conn:
+            conn.execute(update(usage_events)
+                         .where(usage_events.c.id.in_([e.id for e in events]))
+                         .values(ingested_at=now - dt.timedelta(hours=hours_ago)))
+
+    insert([ev(before + dt.timedelta(hours=1))], 3)
+    insert([ev(yesterday + dt.timedelta(hours=h)) for h in (1, 2)], 2)
+    insert([ev(today)], 1)
+    RollupEngine(engine, prices=Book()).run()
+    insert([ev(yesterday + dt.timedelta(hours=3))], 4)  # behind the watermark
+    with engine.begin() as conn:  # a day the nightly check must not touch
+        conn.execute(text("UPDATE rollup_daily SET requests = 99 WHERE day = :d"),
+                     {"d": before.date()})
+    RollupEngine(engine, prices=Book()).run()
+
+    def requests() -> dict[dt.date, int]:
+        with engine.connect() as conn:
+            return dict(conn.execute(select(rollup_daily.c.day, rollup_daily.c.requests)).all())
+
+    assert requests() == {before.date(): 99, yesterday.date(): 2, today.date(): 1}
+    worker, standby = SpendScheduler(engine, settings), SpendScheduler(engine, settings)
+    result = worker.nightly_job()
+    assert result is not None and result.days == [yesterday.date()]
+    assert standby.nightly_job() is None  # the lease is the worker's
+    worker.lease.release()
+    assert requests() == {before.date(): 99, yesterday.date(): 3, today.date(): 1}
+    engine.dispose()
