@@ -216,7 +216,7 @@ class Call:
         """A complete (non-streamed) result: read its token counts, model and tier
         (no reference to the result or its usage object is kept).
 
-        ``result_fields`` and ``text_or_none`` inline for the common case (an SDK
+        ``field_map`` and :meth:`take_model` inline for the common case (an SDK
         model with no extra fields and no ``response`` inside): every Python frame a
         call runs costs several times its hot-loop time, as the SDK's work between two
         calls evicts our code from the CPU caches."""
@@ -274,12 +274,7 @@ class Call:
                     code = field_map(src.get("error")).get("code") or "response_failed"
                     self.stream_error = ("ResponseFailed",
                                          _FAILED_CODE_KIND.get(str(code), "client"))
-            model = src.get("model")
-            if model and isinstance(model, str):
-                self.model = model
-            tier = src.get("service_tier")
-            if tier and isinstance(tier, str):
-                self.service_tier = tier
+            self.take_model(src)
             usage = src.get("usage")
             if usage is not None:
                 parsed = read_usage(usage)

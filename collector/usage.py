@@ -23,8 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-__all__ = ["ResultInfo", "Usage", "field_map", "read_result", "read_usage", "result_fields",
-           "text_or_none"]
+__all__ = ["Usage", "field_map", "read_usage", "result_fields"]
 
 
 class Usage(NamedTuple):
@@ -37,14 +36,6 @@ class Usage(NamedTuple):
     reasoning_tokens: int = 0
     audio_input_tokens: int = 0
     audio_output_tokens: int = 0
-
-
-class ResultInfo(NamedTuple):
-    """What an API result says about the call."""
-
-    usage: Usage | None
-    model: str | None
-    service_tier: str | None
 
 
 _EMPTY: dict[str, object] = {}
@@ -136,10 +127,6 @@ def read_usage(usage: object) -> Usage | None:
     return _tuple_new(Usage, values)
 
 
-def text_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def result_fields(result: object) -> tuple[Mapping[str, object], Mapping[str, object]]:
     """(fields, outer): the fields that carry a result's usage, model and service tier,
     and the result's own. Responses-API events carry them in ``event.response``."""
@@ -150,14 +137,3 @@ def result_fields(result: object) -> tuple[Mapping[str, object], Mapping[str, ob
         if inner_fields.get("usage") is not None or inner_fields.get("model") is not None:
             fields = inner_fields
     return fields, outer
-
-
-def read_result(result: object) -> ResultInfo:
-    """Usage, model and service tier of a non-streamed result (or a stream's final
-    chunk or event)."""
-    fields, _ = result_fields(result)
-    return ResultInfo(
-        usage=read_usage(fields.get("usage")),
-        model=text_or_none(fields.get("model")),
-        service_tier=text_or_none(fields.get("service_tier")),
-    )

@@ -1,14 +1,18 @@
-"""read_usage / read_result / field_map: both of OpenAI's usage namings in one shape."""
+"""read_usage / field_map, and what a recorded call reads from a result: both of
+OpenAI's usage namings in one shape."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import NamedTuple
 
 import pytest
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
-from collector.usage import Usage, field_map, read_result, read_usage
+from collector._recorder import Call, ClientInfo
+from collector.targets import TARGETS
+from collector.usage import Usage, field_map, read_usage
 
 CHAT_USAGE = {
     "prompt_tokens": 20,
@@ -25,6 +29,22 @@ RESPONSES_USAGE = {
     "input_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 7},
     "output_tokens_details": {"reasoning_tokens": 25},
 }
+
+
+class ResultInfo(NamedTuple):
+    usage: Usage | None
+    model: str | None
+    service_tier: str | None
+
+
+def read_result(result: object) -> ResultInfo:
+    """What the collector records from a finished call's ``result`` (its own reading,
+    ``Call.succeed_plain``): usage, model and service tier."""
+    queued: list[Call] = []
+    call = Call(TARGETS[0], ClientInfo("openai", {}, False, True, sink_put=queued.append), {})
+    call.succeed_plain(result)
+    assert queued == [call]
+    return ResultInfo(call.usage, call.model, call.service_tier)
 
 
 def chat_completion(**extra: object) -> ChatCompletion:
