@@ -22,10 +22,9 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-from sqlalchemy import Integer, cast, func, literal_column
+from sqlalchemy import Integer, case, cast, func, literal_column, null
 from sqlalchemy.sql.elements import ColumnElement
 
-from models._rollup_sql import bucket
 from models.long_context import band_index_sql
 from models.schema import LATENCY_EDGES_MS, usage_events
 
@@ -94,7 +93,15 @@ def unpack(key: int, n_bands: int) -> tuple[int | None, int | None, int, int, in
 
 
 def _bucket(dialect: str, col: ColumnElement[float]) -> ColumnElement[object]:
-    if dialect == "postgresql":  # same buckets as models._rollup_sql.bucket, in C
+    """The histogram bucket of a latency in SQL: 0 below the first edge, ..., the
+    last bucket at or above the last edge; NULL for NULL (:func:`_bucket_of` in
+    Python)."""
+    if dialect == "postgresql":  # the same buckets, in C
         edges = ", ".join(str(edge) for edge in LATENCY_EDGES_MS)
         return func.width_bucket(col, literal_column(f"ARRAY[{edges}]::float8[]"))
-    return bucket(col)
+    # Constants inline (not bound parameters), so that the same CASE in the select
+    # list and in a GROUP BY is one expression.
+    whens = [(col.is_(None), null())]
+    whens += [(col < literal_column(str(edge)), literal_column(str(i)))
+              for i, edge in enumerate(LATENCY_EDGES_MS)]
+    return case(*whens, else_=literal_column(str(len(LATENCY_EDGES_MS))))

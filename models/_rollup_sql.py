@@ -1,5 +1,4 @@
-"""SQL helpers of the rollups (``models.rollups``): histogram buckets and the
-driver-level bulk insert."""
+"""The driver-level bulk insert of the rollups (``models.rollups``)."""
 
 from __future__ import annotations
 
@@ -7,13 +6,11 @@ import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal
 
-from sqlalchemy import Boolean, Connection, Date, Table, case, literal_column, null
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Boolean, Connection, Date, Table
 
-from models.schema import LATENCY_EDGES_MS
 from models.types import Money
 
-__all__ = ["bucket", "bulk_insert"]
+__all__ = ["bulk_insert"]
 
 
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, object]]) -> None:
@@ -54,14 +51,3 @@ def _money_text(value: Decimal) -> str:
 _SQLITE_CONVERT: dict[type, Callable[..., object]] = {
     Money: _money_text, Boolean: int, Date: dt.date.isoformat,
 }
-
-
-def bucket(col: ColumnElement[float]) -> ColumnElement[object]:
-    """The histogram bucket of a latency: 0 below the first edge, ... , the last bucket
-    at or above the last edge; NULL for NULL."""
-    # Constants inline (not bound parameters), so that the same CASE in the select
-    # list and in GROUP BY is one expression to PostgreSQL.
-    whens = [(col.is_(None), null())]
-    whens += [(col < literal_column(str(edge)), literal_column(str(i)))
-              for i, edge in enumerate(LATENCY_EDGES_MS)]
-    return case(*whens, else_=literal_column(str(len(LATENCY_EDGES_MS))))
