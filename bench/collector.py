@@ -201,13 +201,18 @@ def bench_calls(rounds: int, calls: int) -> None:
                 ("streaming", _sync_round(bare, calls, stream=True, **usage),
                  _sync_round(inst, calls, stream=True)),
                 ("stream*", _sync_round(bare, calls, stream=True),
-                 _sync_round(inst, calls, stream=True))):
+                 _sync_round(inst, calls, stream=True)),
+                ("stream+", _sync_round(bare, calls, stream=True, **usage),
+                 _sync_round(inst, calls, stream=True, **usage))):
             print(_row(kind, _with_writer(lambda b=b, i=i: _compare(b, i, rounds, calls))),
                   flush=True)
         loop.close()
         print("   A/A: two bare clients, i.e. the noise floor of this comparison. streaming:\n"
               "   the bare client asks for usage too (include_usage), as the wrapper does for\n"
-              "   you; stream*: against one that does not (adds the usage chunk's parsing).")
+              "   you (the wrapper hides that chunk before the SDK parses it, the bare SDK\n"
+              "   parses it); stream*: against one that does not ask (so the server sends\n"
+              "   one chunk less); stream+: both callers ask for usage themselves, so both\n"
+              "   SDKs parse the same chunks and the difference is the collector's own work.")
     bench_in_memory(rounds * 2, calls)
     bench_recorder()
     end = os.getloadavg()

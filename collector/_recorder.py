@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import json
 import logging
 import time
 import uuid
@@ -94,7 +95,8 @@ class Call:
     benchmark's medians do not show it (README, Benchmarks)."""
 
     __slots__ = ("_id", "_values", "attempts", "client", "defaults", "done",
-                 "end_perf", "error_class", "error_kind", "first_token_ns", "headers",
+                 "end_perf", "error_class", "error_kind", "first_data", "first_token_ns",
+                 "headers",
                  "hide_usage_chunk", "model", "model_requested", "request_id",
                  "service_tier", "start_ns", "start_perf", "status", "stream_error",
                  "streamed", "tags", "target", "usage")
@@ -118,6 +120,7 @@ class Call:
         self.streamed = False
         self.hide_usage_chunk = False
         self.first_token_ns: int | None = None
+        self.first_data: str | None = None  # a chat stream's first-token event, as text
         self.usage: Usage | None = None
         self.model: str | None = None
         self.service_tier: str | None = None
@@ -178,6 +181,8 @@ class Call:
         the writer's row come from one build."""
         if self._values is not None:
             return self._values
+        if self.first_data is not None and self.model is None:
+            self._take_first_chunk()
         client = self.client
         ident = self._id
         if ident is None:
@@ -199,6 +204,19 @@ class Call:
             environment or client.environment, None if extra is None else dict(extra),
         )
         return values
+
+    def _take_first_chunk(self) -> None:
+        """The model and tier of a chat stream that ended without a usage chunk (left
+        early, or the caller turned usage off), from its first-token event's text:
+        parsed here, on the writer's thread, rather than for every stream on the
+        caller's."""
+        data, self.first_data = self.first_data, None
+        try:
+            chunk = json.loads(data)  # type: ignore[arg-type]
+            if isinstance(chunk, dict):
+                self.take_model(chunk)
+        except Exception:
+            log.debug("spendwatch: no model in a stream's first chunk", exc_info=True)
 
     # -- outcomes ----------------------------------------------------------------------
     def fail(self, error: BaseException) -> None:

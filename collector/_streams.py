@@ -13,21 +13,24 @@ the event loop is involved.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from types import FrameType
 
 from openai import AsyncStream, Stream
 
+from . import _recorder
 from ._recorder import _LIVE, Call, _perf_ns
-from .usage import field_map, read_usage
+from .usage import read_usage
 
 __all__ = ["hook_close", "observe_stream"]
 
 log = logging.getLogger("spendwatch.collector")
+_new = object.__new__
 
 
 def _keep(call: Call, item: object) -> bool:
@@ -48,38 +51,159 @@ def _keep(call: Call, item: object) -> bool:
     return True
 
 
-def _keep_chat(call: Call, item: object) -> bool:
-    """:func:`_keep` for Chat Completions (and legacy Completions) chunks: the first
-    chunk with choices is the first token, the one with ``usage`` carries the counts
-    (and is hidden when the collector asked for it); the model and tier are read from
-    both. Any other chunk costs one attribute read (``usage`` is a declared field of
-    the SDK's chunk models, so it is in the instance ``__dict__``)."""
+def _keep_event(call: Call, sse: object) -> bool:
+    """Whether to pass a Chat Completions (or legacy Completions) server-sent event
+    on to the SDK, which turns it into a chunk; False for the usage-only chunk the
+    collector asked for on the caller's behalf, which the SDK then never parses.
+
+    Looks at the event's text, not at a parsed chunk: the first event with choices
+    is the first token (its text is kept, and parsed for the model and tier on the
+    writer's thread only if no usage chunk names them), and only an event whose
+    ``usage`` is not null is parsed here (:func:`_usage_event`). Every other event
+    costs three substring searches."""
     try:
-        usage = item.usage  # type: ignore[attr-defined]
-    except AttributeError:  # not an SDK chunk model: the full look
-        return call.observe(item)
-    if usage is None and call.first_token_ns is not None:
+        data = sse._data  # type: ignore[attr-defined]  # the SDK's ServerSentEvent
+    except AttributeError:
+        data = getattr(sse, "data", None)
+        if not isinstance(data, str):
+            return True
+    if (call.first_token_ns is None and '"choices"' in data
+            and '"choices":[]' not in data and '"choices": []' not in data):
+        call.first_token_ns = _perf_ns()
+        call.first_data = data
+    if '"usage"' not in data or '"usage":null' in data or '"usage": null' in data:
         return True
-    hide = False
+    return _usage_event(call, data)
+
+
+def _usage_event(call: Call, data: str) -> bool:
+    """An event that may carry usage: parse it, take its counts, model and tier;
+    False (hide it) when it is the usage-only chunk the collector asked for: no
+    choices, no error (an error event always reaches the SDK, which raises it)."""
     try:
-        fields = field_map(item)
-        if call.first_token_ns is None and fields.get("choices"):
-            call.first_token_ns = _perf_ns()
-            call.take_model(fields)
-        if usage is not None:
-            # decided first: hidden even if reading the counts fails
-            hide = call.hide_usage_chunk and not fields.get("choices")
-            call.usage = read_usage(usage) or call.usage
-            call.take_model(fields)
+        chunk = json.loads(data)
+    except ValueError:  # not JSON: the SDK's to judge
+        return True
+    if type(chunk) is not dict or chunk.get("usage") is None:
+        return True
+    hide = call.hide_usage_chunk and not chunk.get("choices") and not chunk.get("error")
+    try:  # decided first: hidden even if reading the counts fails
+        call.usage = read_usage(chunk["usage"]) or call.usage
+        model = chunk.get("model")  # Call.take_model, inline
+        if isinstance(model, str) and model:
+            call.model = model
+        tier = chunk.get("service_tier")
+        if isinstance(tier, str) and tier:
+            call.service_tier = tier
     except Exception:
         log.exception("spendwatch: could not read a stream chunk")
     return not hide
 
 
+class _Events:
+    """``stream._decoder`` of a Chat Completions stream: the SDK's own decoder, whose
+    events pass :func:`_keep_event` before the SDK parses them; and the ``close`` /
+    ``aclose`` of the stream's HTTP response (:func:`hook_close`'s work, without a
+    closure per stream).
+
+    Watching the text instead of the SDK's chunks means no layer of ours between
+    the SDK's iterator and the caller's loop, and the usage-only chunk the collector
+    asks for is never turned into a pydantic model: the SDK spends longer building
+    that one chunk than the collector spends on the whole stream (README,
+    Benchmarks).
+
+    Made by :func:`observe_stream` without ``__init__`` (a frame less per stream).
+    Dropped unfinished (even never read), :meth:`__del__` records the call."""
+
+    __slots__ = ("_call", "_inner", "_response")
+
+    _call: Call
+    _inner: object  # the SDK's SSEDecoder
+    _response: weakref.ref[object]  # weak: the response holds this object's close
+
+    def iter_bytes(self, iterator: Iterator[bytes]) -> Iterator[object]:
+        return filter(partial(_keep_event, self._call),
+                      self._inner.iter_bytes(iterator))  # type: ignore[attr-defined]
+
+    def aiter_bytes(self, iterator: AsyncIterator[bytes]) -> AsyncIterator[object]:
+        return _AsyncEvents(self._inner.aiter_bytes(iterator),  # type: ignore[attr-defined]
+                            self._call)
+
+    def close(self) -> None:
+        """The response's ``close``: the first one records the call (with the error
+        the stream failed with, if it did); later ones only close."""
+        response = self._response()
+        call = self._call
+        if id(call) not in _LIVE:  # recorded already
+            if response is not None:
+                type(response).close(response)  # type: ignore[attr-defined]
+            return
+        error = sys.exc_info()[1]
+        if error is not None:
+            error = _failure(error, sys._getframe(1))
+        try:
+            if response is not None:
+                type(response).close(response)  # type: ignore[attr-defined]
+        finally:
+            call.finish_stream(error)
+
+    async def aclose(self) -> None:
+        """The response's ``aclose``: :meth:`close` for an async stream."""
+        response = self._response()
+        call = self._call
+        if id(call) not in _LIVE:
+            if response is not None:
+                await type(response).aclose(response)  # type: ignore[attr-defined]
+            return
+        error = sys.exc_info()[1]
+        if error is not None:
+            error = _failure(error, sys._getframe(1))
+        try:
+            if response is not None:
+                await type(response).aclose(response)  # type: ignore[attr-defined]
+        finally:
+            call.finish_stream(error)
+
+    def __getattr__(self, name: str) -> object:
+        if name in _Events.__slots__:  # not set yet: no recursion through _inner
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    def __del__(self) -> None:
+        call = self._call
+        if id(call) in _LIVE:  # finish_stream never raises
+            call.finish_stream()
+
+
+class _AsyncEvents:
+    """:meth:`_Events.aiter_bytes`: the async decoder's events through
+    :func:`_keep_event`."""
+
+    __slots__ = ("_call", "_it")
+
+    def __init__(self, it: AsyncIterator[object], call: Call) -> None:
+        self._it = it
+        self._call = call
+
+    def __aiter__(self) -> _AsyncEvents:
+        return self
+
+    async def __anext__(self) -> object:
+        while True:
+            sse = await self._it.__anext__()
+            if _keep_event(self._call, sse):
+                return sse
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._it, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 class _Chunks(filter):  # type: ignore[type-arg]
-    """``stream._iterator`` of a sync stream: the SDK's chunks, filtered by
-    :func:`_keep_chat` or :func:`_keep` (``Stream.__next__`` and ``Stream.__iter__``
-    both read ``_iterator``).
+    """``stream._iterator`` of a sync stream other than Chat Completions (those are
+    watched by :class:`_Events`): the SDK's chunks, filtered by :func:`_keep`
+    (``Stream.__next__`` and ``Stream.__iter__`` both read ``_iterator``).
 
     A ``filter`` and not a generator: on a real connection each chunk arrives after
     a wait, so the code that looks at it runs with cold CPU caches, and in Python
@@ -138,21 +262,33 @@ class _AsyncChunks:
 
 def hook_close(response: object, on_close: Callable[[BaseException | None], None],
                is_async: bool) -> None:
-    """Call ``on_close`` after ``response.close()`` / ``aclose()``, with the error the
-    stream failed with, if it did (see :func:`_failure`).
+    """Call ``on_close`` after the first ``response.close()`` / ``aclose()``, with the
+    error the stream failed with, if it did (see :func:`_failure`).
+
+    A stream read to the end is closed twice (by httpx when the body ends, then by
+    the SDK's generator): the second close is passed straight on.
 
     The hook is stored on the response itself, so it refers to the response only
     weakly: a strong reference would make a cycle that keeps every finished response
     (headers, buffers) alive until the cyclic garbage collector runs, which measurably
     slows the whole application down."""
     ref = weakref.ref(response)
+    hooked = True
     if is_async:
         original_aclose = type(response).aclose  # type: ignore[attr-defined]
 
         async def aclose() -> None:
-            error = _failure(sys._getframe(1))
+            nonlocal hooked
+            target = ref()
+            if not hooked:  # closed before: nothing new to record
+                if target is not None:
+                    await original_aclose(target)
+                return
+            hooked = False
+            error = sys.exc_info()[1]
+            if error is not None:
+                error = _failure(error, sys._getframe(1))
             try:
-                target = ref()
                 if target is not None:
                     await original_aclose(target)
             finally:
@@ -163,9 +299,17 @@ def hook_close(response: object, on_close: Callable[[BaseException | None], None
         original_close = type(response).close  # type: ignore[attr-defined]
 
         def close() -> None:
-            error = _failure(sys._getframe(1))
+            nonlocal hooked
+            target = ref()
+            if not hooked:  # closed before: nothing new to record
+                if target is not None:
+                    original_close(target)
+                return
+            hooked = False
+            error = sys.exc_info()[1]
+            if error is not None:
+                error = _failure(error, sys._getframe(1))
             try:
-                target = ref()
                 if target is not None:
                     original_close(target)
             finally:
@@ -174,9 +318,10 @@ def hook_close(response: object, on_close: Callable[[BaseException | None], None
         response.close = close  # type: ignore[attr-defined]
 
 
-def _failure(closer: FrameType) -> BaseException | None:
-    """The exception a stream failed with, when the code closing its response
-    (``closer``) is the SDK's stream generator on its way out with that exception.
+def _failure(error: BaseException, closer: FrameType) -> BaseException | None:
+    """The exception a stream failed with: ``error`` (the one being handled while its
+    response is closed) when the code closing the response (``closer``) is the SDK's
+    stream generator on its way out with it.
 
     An error event inside a stream (the SDK raises ``APIError``), a connection lost
     mid-way or a cancelled task unwinds through the generator's ``finally``, which
@@ -185,22 +330,37 @@ def _failure(closer: FrameType) -> BaseException | None:
     unwinding through ``closer`` itself (its traceback starts there): an exception
     the caller is handling while a stream ends normally or is closed is not the
     stream's, and a stream closed early (``GeneratorExit``) did not fail."""
-    error = sys.exc_info()[1]
-    if error is None or isinstance(error, GeneratorExit):
+    if isinstance(error, GeneratorExit):
         return None
     tb = error.__traceback__
     return error if tb is not None and tb.tb_frame is closer else None
 
 
 def observe_stream(call: Call, stream: Stream[object] | AsyncStream[object]) -> None:
-    """Instrument ``stream`` in place for ``call``."""
-    call.start_stream()
-    if isinstance(stream, AsyncStream):
-        stream._iterator = _AsyncChunks(stream._iterator, call)  # type: ignore[assignment]
-        hook_close(stream.response, call.finish_stream, True)
+    """Instrument ``stream`` in place for ``call``: Chat Completions streams through
+    their server-sent events (:class:`_Events`), other streams through their chunks
+    (:func:`_keep`)."""
+    call.streamed = True  # Call.start_stream, inline
+    if not _recorder._exit_registered:
+        _recorder._register_exit()
+    _LIVE[id(call)] = call
+    is_async = isinstance(stream, AsyncStream)
+    if call.target.stream_usage_opt_in and hasattr(stream, "_decoder"):
+        events = _new(_Events)
+        events._call = call
+        events._inner = stream._decoder
+        response = stream.response
+        events._response = weakref.ref(response)
+        stream._decoder = events  # type: ignore[assignment]
+        if is_async:
+            response.aclose = events.aclose  # type: ignore[method-assign]
+        else:
+            response.close = events.close  # type: ignore[method-assign]
         return
-    chunks = _Chunks(partial(_keep_chat if call.target.stream_usage_opt_in else _keep,
-                             call), stream._iterator)
-    chunks.call = call
-    stream._iterator = chunks  # type: ignore[assignment]
-    hook_close(stream.response, call.finish_stream, False)
+    if is_async:
+        stream._iterator = _AsyncChunks(stream._iterator, call)  # type: ignore[assignment]
+    else:
+        chunks = _Chunks(partial(_keep, call), stream._iterator)
+        chunks.call = call
+        stream._iterator = chunks  # type: ignore[assignment]
+    hook_close(stream.response, call.finish_stream, is_async)
