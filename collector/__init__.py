@@ -29,7 +29,7 @@ from spendwatch.errors import (
 from spendwatch.settings import Settings, load_settings
 
 from ._exit import forget as forget_sink
-from .instrument import instrument
+from .instrument import instrument, repoint_clients
 from .sink import EventSink, EventSource, SinkStats
 from .tagging import current_tags, tags
 from .targets import TARGETS, Target
@@ -86,13 +86,15 @@ def configure(**overrides: object) -> Settings:
     with _sink_lock:
         old, _sink = _sink, new
     if old is not None:
+        repoint_clients(old.put, new.put)
         old.close()
         forget_sink(old)
     return settings
 
 
 def record_event(event: UsageEvent | EventSource) -> None:
-    """Hand one event to the process's sink (what instrumented clients call)."""
+    """Hand one event to the process's sink (instrumented clients call the sink's
+    ``put`` itself)."""
     (_sink or get_sink()).put(event)
 
 
@@ -114,6 +116,7 @@ def _after_fork_in_child() -> None:
     global _sink
     old, _sink = _sink, None
     if old is not None:
+        repoint_clients(old.put, record_event)  # a sink of the child's own, on first use
         forget_sink(old)
 
 

@@ -62,7 +62,7 @@ def _tag_columns(defaults: Mapping[str, str], tags: Mapping[str, str]) -> tuple[
     return columns
 
 
-@dataclass
+@dataclass(eq=False)  # one per client, kept in a WeakSet (instrument._CLIENTS)
 class ClientInfo:
     """What the collector knows about one instrumented client."""
 

@@ -127,9 +127,10 @@ class BudgetGuard:
                     with self._own_lock:
                         self._pending.append(call)
             finally:
-                put(call)
+                observed._spendwatch_put(call)  # type: ignore[attr-defined]
 
         observed._spendwatch_guard = self  # type: ignore[attr-defined]
+        observed._spendwatch_put = put  # type: ignore[attr-defined]  # repoint_clients
         info.sink_put = observed  # type: ignore[attr-defined]
 
     def _absorb(self) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -58,14 +59,31 @@ def instrument(client: ClientT, **default_tags: str) -> ClientT:
             f"instrument(OpenAI())"
         )
     defaults = {k: v for k, v in validate_tags(default_tags).items() if v is not None}
-    from . import get_sink, record_event
+    from . import get_sink
 
     sink = get_sink()  # checks the database URL and the spool folder now
     sink.install_exit_handlers()
     if sink.settings.enforce_budgets and budget_guard.GUARD is None:
         budget_guard.enable(sink.settings)
-    _instrument_client(client, defaults, record_event, sink.environment)
+    # The sink's own put, not collector.record_event (a frame less per call):
+    # configure() and a fork point the clients elsewhere (repoint_clients).
+    _instrument_client(client, defaults, sink.put, sink.environment)
     return client
+
+
+#: What every instrumented client records through, for :func:`repoint_clients`.
+_CLIENTS: weakref.WeakSet[ClientInfo] = weakref.WeakSet()
+
+
+def repoint_clients(old: Callable[..., None], new: Callable[..., None]) -> None:
+    """Clients that queue their calls with ``old`` (a replaced sink's ``put``) use
+    ``new`` from now on."""
+    for info in list(_CLIENTS):
+        put = info.sink_put
+        if put == old:
+            info.sink_put = new
+        elif getattr(put, "_spendwatch_put", None) == old:  # budget_guard's wrapper
+            put._spendwatch_put = new  # type: ignore[attr-defined]
 
 
 def _provider(client: OpenAI | AsyncOpenAI) -> str:
@@ -92,6 +110,7 @@ def _instrument_client(client: OpenAI | AsyncOpenAI, defaults: dict[str, str],
         sink_put=put, environment=environment,
     )
     client.__dict__["_spendwatch"] = info
+    _CLIENTS.add(info)
     for name in _CACHED_WRAPPERS:
         client.__dict__.pop(name, None)
     for target in TARGETS:
