@@ -1,14 +1,17 @@
 """Watching a stream without changing what the caller gets.
 
 The ``Stream`` / ``AsyncStream`` object is returned as it is (``isinstance``,
-``with`` and ``async with`` keep working); only its private iterator is replaced by
-an observer, and its HTTP response's ``close`` / ``aclose`` is wrapped. Every way a
-stream can end goes through one of those: read to the end, ``close()``, a ``with``
-block, the SDK's stream helpers (which close the HTTP response directly), or garbage
-collection of an unfinished stream (the SDK's generator closes the response; the
-observer's ``__del__`` is the backstop, even for a stream never read). The async
-observer is a class, not an async generator, so no async-generator finalisation by
-the event loop is involved.
+``with`` and ``async with`` keep working). A Chat Completions (or legacy
+Completions) stream is watched through its server-sent events, before the SDK parses
+them (:class:`_Events` takes the place of ``stream._decoder``); any other stream
+through the SDK's parsed chunks (``stream._iterator`` is replaced by an observer).
+The HTTP response's ``close`` / ``aclose`` is wrapped. Every way a stream can end
+goes through one of those: read to the end, ``close()``, a ``with`` block, the SDK's
+stream helpers (which close the HTTP response directly), or garbage collection of an
+unfinished stream (the SDK's generator closes the response; the observer's
+``__del__`` is the backstop, even for a stream never read). The async observers are
+classes, not async generators, so no async-generator finalisation by the event loop
+is involved.
 """
 
 from __future__ import annotations

@@ -87,16 +87,18 @@ def read_usage(usage: object) -> Usage | None:
     if usage is None:
         return None
     # field_map inline for the SDK's models (no extra fields: ``__pydantic_extra__`` is
-    # empty, the fields are the ``__dict__``): each frame less per call counts, as
-    # the SDK's work between two calls evicts this code from the CPU caches.
-    u = field_map(usage) if getattr(usage, "__pydantic_extra__", 1) else usage.__dict__
+    # empty, the fields are the ``__dict__``) and for the dicts of a parsed stream
+    # event: each frame less per call counts, as the SDK's work between two calls
+    # evicts this code from the CPU caches.
+    u = (usage if type(usage) is dict else field_map(usage)
+         if getattr(usage, "__pydantic_extra__", 1) else usage.__dict__)
     prompt = u.get("prompt_tokens")
     if prompt is not None:  # Chat Completions, legacy Completions, Embeddings
         pdet = u.get("prompt_tokens_details")
         cdet = u.get("completion_tokens_details")
-        pdet = (_EMPTY if pdet is None else field_map(pdet)
+        pdet = (_EMPTY if pdet is None else pdet if type(pdet) is dict else field_map(pdet)
                 if getattr(pdet, "__pydantic_extra__", 1) else pdet.__dict__)
-        cdet = (_EMPTY if cdet is None else field_map(cdet)
+        cdet = (_EMPTY if cdet is None else cdet if type(cdet) is dict else field_map(cdet)
                 if getattr(cdet, "__pydantic_extra__", 1) else cdet.__dict__)
         values = (prompt, pdet.get("cached_tokens") or 0,
                   pdet.get("cache_write_tokens") or 0, u.get("completion_tokens") or 0,
@@ -111,9 +113,9 @@ def read_usage(usage: object) -> Usage | None:
         # Responses, Images, Audio transcriptions
         idet = u.get("input_tokens_details") or u.get("input_token_details")
         odet = u.get("output_tokens_details")
-        idet = (_EMPTY if idet is None else field_map(idet)
+        idet = (_EMPTY if idet is None else idet if type(idet) is dict else field_map(idet)
                 if getattr(idet, "__pydantic_extra__", 1) else idet.__dict__)
-        odet = (_EMPTY if odet is None else field_map(odet)
+        odet = (_EMPTY if odet is None else odet if type(odet) is dict else field_map(odet)
                 if getattr(odet, "__pydantic_extra__", 1) else odet.__dict__)
         values = (inp, idet.get("cached_tokens") or 0, idet.get("cache_write_tokens") or 0,
                   u.get("output_tokens") or 0, odet.get("reasoning_tokens") or 0,
