@@ -1,14 +1,17 @@
 """The ``x-request-id`` of a call is that of its last HTTP response that had one. The
-response hook only keeps the headers; they are read when the call ends, and only if
-neither the SDK's result nor its exception carries the id."""
+wrapped ``send`` of the HTTP client counts every attempt and only keeps the last
+response's headers; they are read when the call ends, and only if neither the SDK's
+result nor its exception carries the id."""
 
 from __future__ import annotations
+
+import contextlib
 
 import httpx2
 import openai
 from openai.types.chat import ChatCompletion
 
-from collector._hooks import CURRENT_CALL, _on_request, _on_response
+from collector._hooks import CURRENT_CALL, install_hooks
 from collector._recorder import Call, ClientInfo
 from collector.targets import TARGETS
 
@@ -22,15 +25,31 @@ def _response(status: int, request_id: str | None) -> httpx2.Response:
     return httpx2.Response(status, headers=headers, request=_REQUEST)
 
 
-def _attempts(*responses: httpx2.Response) -> tuple[Call, list[Call]]:
+class _HTTPClient:
+    """An HTTP client whose ``send`` answers with the given responses in turn (an
+    exception is raised, as a failed connection is)."""
+
+    def __init__(self, *answers: httpx2.Response | Exception) -> None:
+        self._answers = iter(answers)
+
+    def send(self, request: httpx2.Request, **kwargs: object) -> httpx2.Response:
+        answer = next(self._answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def _attempts(*answers: httpx2.Response | Exception) -> tuple[Call, list[Call]]:
     queued: list[Call] = []
     call = Call(TARGETS[0], ClientInfo("openai", {}, False, True, sink_put=queued.append),
                 {"model": "m"})
+    http = _HTTPClient(*answers)
+    assert install_hooks(http, False) and install_hooks(http, False)  # wrapped once
     token = CURRENT_CALL.set(call)
     try:
-        for response in responses:
-            _on_request(_REQUEST)
-            _on_response(response)
+        for _ in answers:
+            with contextlib.suppress(httpx2.ConnectError):
+                http.send(_REQUEST, stream=False)
     finally:
         CURRENT_CALL.reset(token)
     return call, queued
@@ -73,3 +92,15 @@ def test_a_failed_call_takes_the_exception_s_id_else_the_last_response_s() -> No
     call, _ = _attempts(_response(500, "req_a"))
     call.fail(openai.APIConnectionError(request=_REQUEST))
     assert call.request_id == "req_a" and call.headers is None
+
+
+def test_an_attempt_that_never_got_a_response_is_counted() -> None:
+    call, _ = _attempts(httpx2.ConnectError("refused"), _response(200, "req_b"))
+    call.succeed_plain(_result(None))
+    assert (call.attempts, call.status, call.request_id) == (2, 200, "req_b")
+
+
+def test_sends_outside_a_call_are_passed_through_uncounted() -> None:
+    http = _HTTPClient(_response(200, "req_a"))
+    install_hooks(http, False)
+    assert http.send(_REQUEST).headers["x-request-id"] == "req_a"
