@@ -331,9 +331,9 @@ def test_an_interrupted_load_is_started_afresh(tmp_path):
     proc = subprocess.Popen(argv, env=_env(tmp_path), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     db = tmp_path / "demo.db"
-    # Interrupted by its own progress, a fifth of the way through the generation (the
-    # test used to poll the database for rows, and missed the whole ~5 s load when
-    # its reads waited on the writer's locks under CI's load).
+    # Interrupted by its own progress, a fifth of the way through the generation: the
+    # test used to poll the database for rows, and once saw none before the whole
+    # ~5 s load had finished.
     assert proc.stderr is not None
     seen = []
     for line in proc.stderr:
