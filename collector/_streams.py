@@ -105,9 +105,7 @@ def _usage_event(call: Call, data: str) -> bool:
 
 class _Events:
     """``stream._decoder`` of a Chat Completions stream: the SDK's own decoder, whose
-    events pass :func:`_keep_event` before the SDK parses them; and the ``close`` /
-    ``aclose`` of the stream's HTTP response (:func:`hook_close`'s work, without a
-    closure per stream).
+    events pass :func:`_keep_event` before the SDK parses them.
 
     Watching the text instead of the SDK's chunks means no layer of ours between
     the SDK's iterator and the caller's loop, and the usage-only chunk the collector
@@ -118,11 +116,10 @@ class _Events:
     Made by :func:`observe_stream` without ``__init__`` (a frame less per stream).
     Dropped unfinished (even never read), :meth:`__del__` records the call."""
 
-    __slots__ = ("_call", "_inner", "_response")
+    __slots__ = ("_call", "_inner")
 
     _call: Call
     _inner: object  # the SDK's SSEDecoder
-    _response: weakref.ref[object]  # weak: the response holds this object's close
 
     def iter_bytes(self, iterator: Iterator[bytes]) -> Iterator[object]:
         return filter(partial(_keep_event, self._call),
@@ -131,41 +128,6 @@ class _Events:
     def aiter_bytes(self, iterator: AsyncIterator[bytes]) -> AsyncIterator[object]:
         return _AsyncEvents(self._inner.aiter_bytes(iterator),  # type: ignore[attr-defined]
                             self._call)
-
-    def close(self) -> None:
-        """The response's ``close``: the first one records the call (with the error
-        the stream failed with, if it did); later ones only close."""
-        response = self._response()
-        call = self._call
-        if id(call) not in _LIVE:  # recorded already
-            if response is not None:
-                type(response).close(response)  # type: ignore[attr-defined]
-            return
-        error = sys.exc_info()[1]
-        if error is not None:
-            error = _failure(error, sys._getframe(1))
-        try:
-            if response is not None:
-                type(response).close(response)  # type: ignore[attr-defined]
-        finally:
-            call.finish_stream(error)
-
-    async def aclose(self) -> None:
-        """The response's ``aclose``: :meth:`close` for an async stream."""
-        response = self._response()
-        call = self._call
-        if id(call) not in _LIVE:
-            if response is not None:
-                await type(response).aclose(response)  # type: ignore[attr-defined]
-            return
-        error = sys.exc_info()[1]
-        if error is not None:
-            error = _failure(error, sys._getframe(1))
-        try:
-            if response is not None:
-                await type(response).aclose(response)  # type: ignore[attr-defined]
-        finally:
-            call.finish_stream(error)
 
     def __getattr__(self, name: str) -> object:
         if name in _Events.__slots__:  # not set yet: no recursion through _inner
@@ -352,15 +314,8 @@ def observe_stream(call: Call, stream: Stream[object] | AsyncStream[object]) -> 
         events = _new(_Events)
         events._call = call
         events._inner = stream._decoder
-        response = stream.response
-        events._response = weakref.ref(response)
         stream._decoder = events  # type: ignore[assignment]
-        if is_async:
-            response.aclose = events.aclose  # type: ignore[method-assign]
-        else:
-            response.close = events.close  # type: ignore[method-assign]
-        return
-    if is_async:
+    elif is_async:
         stream._iterator = _AsyncChunks(stream._iterator, call)  # type: ignore[assignment]
     else:
         chunks = _Chunks(partial(_keep, call), stream._iterator)
