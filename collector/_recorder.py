@@ -96,8 +96,7 @@ class Call:
 
     __slots__ = ("_id", "_values", "attempts", "client", "defaults", "done",
                  "end_perf", "error_class", "error_kind", "first_data", "first_token_ns",
-                 "headers",
-                 "hide_usage_chunk", "model", "model_requested", "request_id",
+                 "headers", "hide_usage_chunk", "model", "model_requested", "request_id",
                  "service_tier", "start_ns", "start_perf", "status", "stream_error",
                  "streamed", "tags", "target", "usage")
 
