@@ -2,9 +2,10 @@
 
 The ``Stream`` / ``AsyncStream`` object is returned as it is (``isinstance``,
 ``with`` and ``async with`` keep working). A Chat Completions (or legacy
-Completions) stream is watched through its server-sent events, before the SDK parses
-them (:class:`_Events` takes the place of ``stream._decoder``); any other stream
-through the SDK's parsed chunks (``stream._iterator`` is replaced by an observer).
+Completions) stream whose usage the collector asked for is watched through its
+server-sent events, before the SDK parses them (:class:`_Events` takes the place of
+``stream._decoder``); any other stream through the SDK's parsed chunks
+(``stream._iterator`` is replaced by an observer).
 The HTTP response's ``close`` / ``aclose`` is wrapped. Every way a stream can end
 goes through one of those: read to the end, ``close()``, a ``with`` block, the SDK's
 stream helpers (which close the HTTP response directly), or garbage collection of an
@@ -166,8 +167,9 @@ class _AsyncEvents:
 
 
 class _Chunks(filter):  # type: ignore[type-arg]
-    """``stream._iterator`` of a sync stream other than Chat Completions (those are
-    watched by :class:`_Events`): the SDK's chunks, filtered by :func:`_keep`
+    """``stream._iterator`` of a sync stream other than a chat stream whose usage the
+    collector asked for (those are watched by :class:`_Events`): the SDK's chunks,
+    filtered by :func:`_keep`
     (``Stream.__next__`` and ``Stream.__iter__`` both read ``_iterator``).
 
     A ``filter`` and not a generator: on a real connection each chunk arrives after
@@ -302,15 +304,19 @@ def _failure(error: BaseException, closer: FrameType) -> BaseException | None:
 
 
 def observe_stream(call: Call, stream: Stream[object] | AsyncStream[object]) -> None:
-    """Instrument ``stream`` in place for ``call``: Chat Completions streams through
-    their server-sent events (:class:`_Events`), other streams through their chunks
-    (:func:`_keep`)."""
+    """Instrument ``stream`` in place for ``call``: a Chat Completions stream whose
+    usage the collector asked for through its server-sent events (:class:`_Events`:
+    the usage-only chunk is dropped before the SDK builds it); any other stream,
+    including a chat stream whose caller set ``stream_options`` (nothing to hide, and
+    the SDK builds every chunk anyway), through its chunks (:func:`_keep`). Measured
+    A/B for the latter: +29-30 us through the chunks against +38-40 us through the
+    events, which parse the usage event a second time."""
     call.streamed = True  # Call.start_stream, inline
     if not _recorder._exit_registered:
         _recorder._register_exit()
     _LIVE[id(call)] = call
     is_async = isinstance(stream, AsyncStream)
-    if call.target.stream_usage_opt_in and hasattr(stream, "_decoder"):
+    if call.hide_usage_chunk and hasattr(stream, "_decoder"):  # a chat stream, usage ours
         events = _new(_Events)
         events._call = call
         events._inner = stream._decoder

@@ -128,6 +128,32 @@ def test_the_caller_sees_what_a_bare_client_shows(queued, chunks, separators):
     assert queued[0].model == "m-2024"
 
 
+@pytest.mark.parametrize("chunks", [
+    openai_like,
+    lambda inc: [{**_BASE, "choices": [], "prompt_filter_results": []}, *openai_like(inc)],
+], ids=["openai", "azure-first-chunk"])
+def test_a_caller_who_asks_for_usage_gets_every_chunk_built_by_the_sdk(queued, chunks):
+    """Nothing to hide: the stream is watched through the SDK's chunks, which it
+    builds anyway (the events would parse the usage event a second time)."""
+    client = _client(queued, chunks)
+    parsed: list[object] = []
+    original = client._process_response_data
+
+    def counting(**kwargs: object) -> object:
+        parsed.append(kwargs["data"])
+        return original(**kwargs)  # type: ignore[arg-type]
+
+    client._process_response_data = counting  # type: ignore[method-assign]
+    usage = {"stream_options": {"include_usage": True}}
+    seen = _dumps(_read(client, **usage))
+    assert seen == _dumps(_read(_client(None, chunks), **usage))
+    assert len(parsed) == len(seen) and seen[-1]["usage"]["prompt_tokens"] == 20
+    (call,) = queued
+    assert _usage(call) == (20, 5, 10)
+    assert (call.model, call.service_tier) == ("m-2024", "priority")
+    assert call.first_token_ns is not None
+
+
 @pytest.mark.parametrize("separators", [COMPACT, SPACED], ids=["compact", "spaced"])
 def test_first_token_is_the_first_chunk_with_choices(queued, separators):
     """Azure's first chunk has no choices: the first token is the next one."""
