@@ -77,6 +77,19 @@ def _read(client: OpenAI, **kwargs: object) -> list[object]:
                                                **kwargs))
 
 
+def _parsed_by_the_sdk(client: OpenAI) -> list[object]:
+    """What the SDK turns into chunks from now on (the data of each event it parses)."""
+    parsed: list[object] = []
+    original = client._process_response_data
+
+    def counting(**kwargs: object) -> object:
+        parsed.append(kwargs["data"])
+        return original(**kwargs)  # type: ignore[arg-type]
+
+    client._process_response_data = counting  # type: ignore[method-assign]
+    return parsed
+
+
 def _dumps(chunks: list[object]) -> list[dict[str, object]]:
     return [c.model_dump() for c in chunks]  # type: ignore[attr-defined]
 
@@ -90,14 +103,7 @@ def _usage(call: Call) -> tuple[int, int, int] | None:
 @pytest.mark.parametrize("separators", [COMPACT, SPACED], ids=["compact", "spaced"])
 def test_the_usage_only_chunk_is_hidden_before_the_sdk_parses_it(queued, separators):
     client = _client(queued, separators=separators)
-    parsed: list[object] = []
-    original = client._process_response_data
-
-    def counting(**kwargs: object) -> object:
-        parsed.append(kwargs["data"])
-        return original(**kwargs)  # type: ignore[arg-type]
-
-    client._process_response_data = counting  # type: ignore[method-assign]
+    parsed = _parsed_by_the_sdk(client)
     chunks = _read(client)
     assert [c.choices[0].delta.content for c in chunks] == ["t0", "t1", "t2"]
     assert len(parsed) == 3  # the SDK never built a model for the hidden chunk
@@ -136,14 +142,7 @@ def test_a_caller_who_asks_for_usage_gets_every_chunk_built_by_the_sdk(queued, c
     """Nothing to hide: the stream is watched through the SDK's chunks, which it
     builds anyway (the events would parse the usage event a second time)."""
     client = _client(queued, chunks)
-    parsed: list[object] = []
-    original = client._process_response_data
-
-    def counting(**kwargs: object) -> object:
-        parsed.append(kwargs["data"])
-        return original(**kwargs)  # type: ignore[arg-type]
-
-    client._process_response_data = counting  # type: ignore[method-assign]
+    parsed = _parsed_by_the_sdk(client)
     usage = {"stream_options": {"include_usage": True}}
     seen = _dumps(_read(client, **usage))
     assert seen == _dumps(_read(_client(None, chunks), **usage))
