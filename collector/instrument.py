@@ -36,11 +36,11 @@ _STREAMS = (Stream, AsyncStream)
 _BASE_RESPONSE = openai._response.BaseAPIResponse
 _OMIT = openai.omit
 _NOT_GIVEN = (openai.NotGiven, openai.Omit)  # what openai._utils.is_given() rejects
-#: _ASK_FOR_USAGE: a chat stream asks for usage on the caller's behalf unless they
-#: chose ``stream_options`` (``is_given()`` inline: the SDK's stream helpers pass
-#: ``stream_options=omit`` explicitly); the extra usage-only chunk is then hidden from
-#: them (collector._streams), so ``chunk.choices[0]`` keeps working. Inline in both
-#: wrappers: a frame less per stream.
+# _ASK_FOR_USAGE (in both wrappers, inline: a frame less per stream): a chat stream
+# asks for usage on the caller's behalf unless they chose ``stream_options``
+# (``is_given()`` inline: the SDK's stream helpers pass ``stream_options=omit``
+# explicitly); the extra usage-only chunk is then hidden from them
+# (collector._streams), so ``chunk.choices[0]`` keeps working.
 
 
 def instrument(client: ClientT, **default_tags: str) -> ClientT:
