@@ -4,6 +4,7 @@ on one client (and on every client derived from it with ``with_options()`` or
 
 from __future__ import annotations
 
+import _thread
 import functools
 import inspect
 import logging
@@ -18,7 +19,7 @@ from openai._legacy_response import LegacyAPIResponse
 from spendwatch.errors import InstrumentationError
 
 from . import budget_guard
-from ._hooks import CURRENT_CALL, install_hooks
+from ._hooks import CURRENT_CALL, SYNC_CALLS, install_hooks
 from ._recorder import Call, ClientInfo
 from ._streams import hook_close, observe_stream
 from .tagging import validate_tags
@@ -273,14 +274,19 @@ def _wrap(original: Callable[..., object], target: Target,
         except Exception:
             log.exception("spendwatch: could not start recording a call")
             return original(*args, **kwargs)
-        token = CURRENT_CALL.set(call)
+        me = _thread.get_ident()  # the call its HTTP attempts count for (_hooks)
+        outer = SYNC_CALLS.get(me)
+        SYNC_CALLS[me] = call
         try:
             result = original(*args, **kwargs)
         except BaseException as exc:
-            CURRENT_CALL.reset(token)
             call.fail(exc)
             raise
-        CURRENT_CALL.reset(token)
+        finally:
+            if outer is None:
+                del SYNC_CALLS[me]
+            else:
+                SYNC_CALLS[me] = outer
         try:
             kind = _KINDS.get(type(result))
             if kind == _PLAIN:  # _finish's common cases, a frame less

@@ -11,7 +11,7 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletion
 
-from collector._hooks import CURRENT_CALL, install_hooks
+from collector._hooks import calling, install_hooks
 from collector._recorder import Call, ClientInfo
 from collector.targets import TARGETS
 
@@ -45,13 +45,10 @@ def _attempts(*answers: httpx2.Response | Exception) -> tuple[Call, list[Call]]:
                 {"model": "m"})
     http = _HTTPClient(*answers)
     assert install_hooks(http, False) and install_hooks(http, False)  # wrapped once
-    token = CURRENT_CALL.set(call)
-    try:
+    with calling(call, is_async=False):
         for _ in answers:
             with contextlib.suppress(httpx2.ConnectError):
                 http.send(_REQUEST, stream=False)
-    finally:
-        CURRENT_CALL.reset(token)
     return call, queued
 
 
@@ -104,3 +101,20 @@ def test_sends_outside_a_call_are_passed_through_uncounted() -> None:
     http = _HTTPClient(_response(200, "req_a"))
     install_hooks(http, False)
     assert http.send(_REQUEST).headers["x-request-id"] == "req_a"
+
+
+def test_a_nested_call_counts_its_own_attempts_and_the_outer_one_resumes() -> None:
+    from collector._hooks import SYNC_CALLS
+
+    http = _HTTPClient(_response(200, "req_a"), _response(200, "req_b"),
+                       _response(200, "req_c"))
+    install_hooks(http, False)
+    outer = Call(TARGETS[0], ClientInfo("openai", {}, False, True), {"model": "m"})
+    inner = Call(TARGETS[0], ClientInfo("openai", {}, False, True), {"model": "m"})
+    with calling(outer, is_async=False):
+        http.send(_REQUEST)
+        with calling(inner, is_async=False):
+            http.send(_REQUEST)
+        http.send(_REQUEST)
+    assert (outer.attempts, inner.attempts) == (2, 1)
+    assert not SYNC_CALLS  # nothing left registered for this thread

@@ -193,6 +193,34 @@ def test_retries_then_success_counts_attempts(fake_openai, recording):
     assert_chat_usage(e)
 
 
+def test_concurrent_threads_count_their_own_attempts(fake_openai, recording):
+    # One client shared by 16 threads: every other thread's call is refused twice (429)
+    # before it succeeds. Each event must count its own call's attempts, not its
+    # neighbours' (attempts are attributed to the call its thread is making).
+    import threading
+
+    c = client(fake_openai)
+    start = threading.Barrier(16)
+
+    def call(i: int) -> None:
+        retried = i % 2 == 0
+        start.wait()
+        with collector.tags(feature="retried" if retried else "plain"):
+            c.chat.completions.create(model="gpt-4o", messages=MSG, extra_headers={
+                "x-fake-fail": "429", "x-fake-fail-times": "2" if retried else "0"})
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert collector.flush(10)
+    got = sorted((e.feature, e.attempts, e.status_code) for e in events(recording))
+    assert got == [("plain", 1, 200)] * 8 + [("retried", 3, 200)] * 8
+    from collector._hooks import SYNC_CALLS
+    assert not SYNC_CALLS  # no thread is left registered as making a call
+
+
 def test_network_failure_is_classified_network(fake_openai, recording):
     c = client(fake_openai).with_options(max_retries=1)
     with pytest.raises(openai.APIConnectionError):
