@@ -71,12 +71,19 @@ class _Result:
         i = statistics.median(self.inst.cpu) / 1e3
         return b, i, i - b
 
+    @property
+    def paired_us(self) -> float:
+        """Median of the per-round differences of caller CPU (rounds side by side)."""
+        return statistics.median(i - b for b, i in zip(self.bare.cpu, self.inst.cpu,
+                                                       strict=True)) / 1e3
 
-def _compare(bare: Round, inst: Round, rounds: int, calls: int) -> _Result:
-    """Alternate ``rounds`` rounds of each (the order flips every round)."""
+
+def _compare(bare: list[Round], inst: list[Round], rounds: int, calls: int) -> _Result:
+    """Alternate ``rounds`` rounds of each (the order flips every round); round ``r``
+    goes through client ``r % K`` of each side's ``K``."""
     res = _Result(_Side(), _Side())
     for r in range(rounds):
-        pair = ((bare, res.bare), (inst, res.inst))
+        pair = ((bare[r % len(bare)], res.bare), (inst[r % len(inst)], res.inst))
         for run, side in (pair if r % 2 else pair[::-1]):
             side.cpu.append(run(side.wall) / calls)
     return res
@@ -109,15 +116,16 @@ def _with_writer(measure: Callable[[], _Result]) -> _Result:
 
 
 _HEADER = (f"   {'kind':<10}{'bare':>8}{'instr.':>8}{'added':>8}   "
-           f"{'CPU bare':>9}{'instr.':>8}{'added':>8}   {'writer':>7}")
+           f"{'CPU bare':>9}{'instr.':>8}{'added':>8}{'paired':>8}{'%':>7}   {'writer':>7}")
 
 
 def _row(kind: str, res: _Result) -> str:
     wb, wi, wd = res.wall_us
     cb, ci, cd = res.cpu_us
+    paired = res.paired_us
     writer = "" if res.writer_us is None else f"{res.writer_us:>7.1f}"
     return (f"   {kind:<10}{wb:>8.0f}{wi:>8.0f}{wd:>+8.1f}   "
-            f"{cb:>9.1f}{ci:>8.1f}{cd:>+8.1f}   {writer}")
+            f"{cb:>9.1f}{ci:>8.1f}{cd:>+8.1f}{paired:>+8.1f}{paired / wb:>+7.2%}   {writer}")
 
 
 @contextlib.contextmanager
@@ -169,51 +177,60 @@ def _async_round(client: AsyncOpenAI, calls: int, loop: asyncio.AbstractEventLoo
     return run
 
 
-def bench_calls(rounds: int, calls: int) -> None:
+def bench_calls(rounds: int, calls: int, k: int) -> None:
     import collector
 
     tmp = tempfile.mkdtemp()
     collector.configure(database_url=f"sqlite:///{tmp}/bench.db", spool_dir=f"{tmp}/spool")
     load = os.getloadavg()
     with _server_process() as base_url:
-        bare = OpenAI(base_url=base_url, api_key="x")
-        bare2 = OpenAI(base_url=base_url, api_key="x")
-        inst = collector.instrument(OpenAI(base_url=base_url, api_key="x"))
-        abare = AsyncOpenAI(base_url=base_url, api_key="x")
-        ainst = collector.instrument(AsyncOpenAI(base_url=base_url, api_key="x"))
+        def clients(n: int, cls: type[OpenAI] | type[AsyncOpenAI] = OpenAI,
+                    instrumented: bool = False) -> list:
+            made = [cls(base_url=base_url, api_key="x") for _ in range(n)]
+            return [collector.instrument(c) for c in made] if instrumented else made
+
+        bare, bare2, inst = clients(k), clients(k), clients(k, instrumented=True)
+        abare, ainst = clients(k, AsyncOpenAI), clients(k, AsyncOpenAI, True)
         loop = asyncio.new_event_loop()
-        for client in (bare, bare2, inst):  # warm up: connections, imports, the writer
+        for client in bare + bare2 + inst:  # warm up: connections, imports, the writer
             _sync_round(client, 20)([])
             _sync_round(client, 5, stream=True)([])
-        for aclient in (abare, ainst):
+        for aclient in abare + ainst:
             _async_round(aclient, 20, loop)([])
 
         print(f"\n1. added per call: {rounds} alternating rounds of {calls} calls per "
-              f"variant; local server in its own process (target <= 15 us)")
+              f"variant, through {k} clients a side in turn; local server in its own "
+              f"process\n   (target <= 15 us, a bare call taking ~1,200 us: 1.25 %)")
         print("   wall: median of every call's time (us); CPU: the caller thread's CPU per\n"
-              "   call (us, median of rounds); writer: the sink thread's CPU per event (us)")
+              "   call (us, median of rounds); paired: median of the per-round differences\n"
+              "   of CPU, and that as % of a bare call's wall time; writer: the sink thread's CPU\n"
+              "   per event (us)")
         print(_HEADER)
         usage = {"stream_options": {"include_usage": True}}
+
+        def sync(side: list[OpenAI], **kwargs: object) -> list[Round]:
+            return [_sync_round(c, calls, **kwargs) for c in side]
+
         for kind, b, i in (
-                ("A/A", _sync_round(bare, calls), _sync_round(bare2, calls)),
-                ("sync", _sync_round(bare, calls), _sync_round(inst, calls)),
-                ("async", _async_round(abare, calls, loop), _async_round(ainst, calls, loop)),
-                ("streaming", _sync_round(bare, calls, stream=True, **usage),
-                 _sync_round(inst, calls, stream=True)),
-                ("stream*", _sync_round(bare, calls, stream=True),
-                 _sync_round(inst, calls, stream=True)),
-                ("stream+", _sync_round(bare, calls, stream=True, **usage),
-                 _sync_round(inst, calls, stream=True, **usage))):
+                ("A/A", sync(bare), sync(bare2)),
+                ("sync", sync(bare), sync(inst)),
+                ("async", [_async_round(c, calls, loop) for c in abare],
+                 [_async_round(c, calls, loop) for c in ainst]),
+                ("streaming", sync(bare, stream=True, **usage), sync(inst, stream=True)),
+                ("stream*", sync(bare, stream=True), sync(inst, stream=True)),
+                ("stream+", sync(bare, stream=True, **usage),
+                 sync(inst, stream=True, **usage))):
             print(_row(kind, _with_writer(lambda b=b, i=i: _compare(b, i, rounds, calls))),
                   flush=True)
         loop.close()
-        print("   A/A: two bare clients, i.e. the noise floor of this comparison. streaming:\n"
-              "   the bare client asks for usage too (include_usage), as the wrapper does for\n"
-              "   you (the wrapper hides that chunk before the SDK parses it, the bare SDK\n"
-              "   parses it); stream*: against one that does not ask (so the server sends\n"
-              "   one chunk less); stream+: both callers ask for usage themselves, so both\n"
-              "   SDKs parse the same chunks and the difference is the collector's own work.")
-    bench_in_memory(rounds * 2, calls)
+        print("   A/A: bare clients on both sides, i.e. the noise floor of this comparison.\n"
+              "   streaming: the bare client asks for usage too (include_usage), as the\n"
+              "   wrapper does for you (the wrapper hides that chunk before the SDK parses\n"
+              "   it, the bare SDK parses it); stream*: against one that does not ask (so the\n"
+              "   server sends one chunk less); stream+: both callers ask for usage\n"
+              "   themselves, so both SDKs parse the same chunks and the difference is the\n"
+              "   collector's own work.")
+    bench_in_memory(rounds * 2, calls, k)
     bench_recorder()
     end = os.getloadavg()
     print(f"   load average: {load[0]:.2f} at the start, {end[0]:.2f} at the end "
@@ -239,7 +256,7 @@ def _gc_runs() -> Iterator[list[int]]:
         gc.callbacks.remove(count)
 
 
-def bench_in_memory(rounds: int, calls: int) -> None:
+def bench_in_memory(rounds: int, calls: int, k: int) -> None:
     """The real SDK over an in-memory httpx transport: no sockets, no server, so the
     difference that instrument() makes is far above the noise."""
     import json
@@ -262,18 +279,20 @@ def bench_in_memory(rounds: int, calls: int) -> None:
         return OpenAI(base_url="http://api.invalid/v1", api_key="x",
                       http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
 
-    bare, bare2 = make(), make()
-    inst = collector.instrument(make())
-    for client in (bare, bare2, inst):
+    bare, bare2 = [make() for _ in range(k)], [make() for _ in range(k)]
+    inst = [collector.instrument(make()) for _ in range(k)]
+    for client in bare + bare2 + inst:
         _sync_round(client, 200)([])
     print(f"\n2. in-memory transport (the real SDK, no socket, no server): {rounds} "
-          f"alternating rounds of {calls} calls; the sink writes to SQLite meanwhile")
+          f"alternating rounds of {calls} calls, {k} clients a side; the sink writes to "
+          f"SQLite meanwhile")
     print(_HEADER)
     gc_line = []
     for kind, other in (("A/A", bare2), ("sync", inst)):
         with _gc_runs() as runs:
             res = _with_writer(lambda other=other: _compare(
-                _sync_round(bare, calls), _sync_round(other, calls), rounds, calls))
+                [_sync_round(c, calls) for c in bare], [_sync_round(c, calls) for c in other],
+                rounds, calls))
         print(_row(kind, res), flush=True)
         per = 1000 / (2 * rounds * calls)
         gc_line.append(f"{kind} {runs[0] * per:.1f}/{runs[1] * per:.2f}/{runs[2] * per:.3f}")
@@ -426,12 +445,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3000,
                         help="alternating rounds per kind (in memory: twice as many)")
     parser.add_argument("--calls", type=int, default=1, help="calls per round")
+    parser.add_argument("--clients", type=int, default=8,
+                        help="clients a side, taken in turn: one pair of client objects "
+                             "measured +-10-25 us apart in A/A runs (where each object's "
+                             "memory lands), a bias that several average out")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-sink", action="store_true",
                         help="only the per-call parts (1 and 2), not the sink throughput")
     args = parser.parse_args()
-    bench_calls(args.rounds, args.calls)
+    bench_calls(args.rounds, args.calls, args.clients)
     if not args.no_sink:
         bench_sink(args.events, args.repeats)
 

@@ -118,3 +118,44 @@ def test_a_nested_call_counts_its_own_attempts_and_the_outer_one_resumes() -> No
         http.send(_REQUEST)
     assert (outer.attempts, inner.attempts) == (2, 1)
     assert not SYNC_CALLS  # nothing left registered for this thread
+
+
+class _AsyncHTTPClient:
+    def __init__(self, *answers: httpx2.Response) -> None:
+        self._answers = iter(answers)
+
+    async def send(self, request: httpx2.Request, **kwargs: object) -> httpx2.Response:
+        return next(self._answers)
+
+
+def _run_without_a_loop(coro: object) -> object:
+    """Drive a coroutine that never suspends, with no event loop running (as under an
+    event loop other than asyncio's)."""
+    try:
+        coro.send(None)  # type: ignore[attr-defined]
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("the coroutine suspended")
+
+
+def test_async_attempts_count_in_asyncio_tasks_and_outside_asyncio() -> None:
+    import asyncio
+
+    http = _AsyncHTTPClient(*(_response(200, f"req_{i}") for i in range(4)))
+    assert install_hooks(http, True)
+    in_task = Call(TARGETS[0], ClientInfo("openai", {}, True, True), {"model": "m"})
+    outside = Call(TARGETS[0], ClientInfo("openai", {}, True, True), {"model": "m"})
+
+    async def two_sends() -> None:
+        await http.send(_REQUEST)
+        await http.send(_REQUEST)
+
+    async def in_asyncio() -> None:
+        with calling(in_task, is_async=True):
+            await two_sends()
+
+    asyncio.run(in_asyncio())
+    with calling(outside, is_async=True):  # no loop: the context variable carries it
+        _run_without_a_loop(two_sends())
+    assert (in_task.attempts, outside.attempts) == (2, 2)
+    assert in_task.status == outside.status == 200

@@ -221,6 +221,26 @@ def test_concurrent_threads_count_their_own_attempts(fake_openai, recording):
     assert not SYNC_CALLS  # no thread is left registered as making a call
 
 
+def test_concurrent_tasks_count_their_own_attempts(fake_openai, recording):
+    # As with threads: 16 concurrent asyncio tasks on one client, every other one
+    # refused twice (429) before it succeeds.
+    c = aclient(fake_openai)
+
+    async def call(i: int) -> None:
+        retried = i % 2 == 0
+        with collector.tags(feature="retried" if retried else "plain"):
+            await c.chat.completions.create(model="gpt-4o", messages=MSG, extra_headers={
+                "x-fake-fail": "429", "x-fake-fail-times": "2" if retried else "0"})
+
+    async def main() -> None:
+        await asyncio.gather(*(call(i) for i in range(16)))
+
+    asyncio.run(main())
+    assert collector.flush(10)
+    got = sorted((e.feature, e.attempts, e.status_code) for e in events(recording))
+    assert got == [("plain", 1, 200)] * 8 + [("retried", 3, 200)] * 8
+
+
 def test_network_failure_is_classified_network(fake_openai, recording):
     c = client(fake_openai).with_options(max_retries=1)
     with pytest.raises(openai.APIConnectionError):
