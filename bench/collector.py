@@ -79,11 +79,17 @@ class _Result:
 
 
 def _compare(bare: list[Round], inst: list[Round], rounds: int, calls: int) -> _Result:
-    """Alternate ``rounds`` rounds of each (the order flips every round); round ``r``
-    goes through client ``r % K`` of each side's ``K``."""
+    """Alternate ``rounds`` rounds of each (the order flips every round), in ``K``
+    blocks of consecutive rounds: block ``b`` goes through client ``b`` of each side.
+    Within a block an application's one client is imitated (taking the clients in
+    turn round by round made every call colder: +22-26 us for a sync call against
+    +7 us with one client); over the blocks, the bias of where each client object's
+    memory landed averages out (one pair of objects measured up to 25 us apart in A/A
+    runs)."""
     res = _Result(_Side(), _Side())
     for r in range(rounds):
-        pair = ((bare[r % len(bare)], res.bare), (inst[r % len(inst)], res.inst))
+        b = r * len(bare) // rounds
+        pair = ((bare[b], res.bare), (inst[b], res.inst))
         for run, side in (pair if r % 2 else pair[::-1]):
             side.cpu.append(run(side.wall) / calls)
     return res
@@ -199,7 +205,7 @@ def bench_calls(rounds: int, calls: int, k: int) -> None:
             _async_round(aclient, 20, loop)([])
 
         print(f"\n1. added per call: {rounds} alternating rounds of {calls} calls per "
-              f"variant, through {k} clients a side in turn; local server in its own "
+              f"variant, in {k} blocks with fresh clients; local server in its own "
               f"process\n   (target <= 15 us, a bare call taking ~1,200 us: 1.25 %)")
         print("   wall: median of every call's time (us); CPU: the caller thread's CPU per\n"
               "   call (us, median of rounds); paired: median of the per-round differences\n"
@@ -284,7 +290,7 @@ def bench_in_memory(rounds: int, calls: int, k: int) -> None:
     for client in bare + bare2 + inst:
         _sync_round(client, 200)([])
     print(f"\n2. in-memory transport (the real SDK, no socket, no server): {rounds} "
-          f"alternating rounds of {calls} calls, {k} clients a side; the sink writes to "
+          f"alternating rounds of {calls} calls in {k} blocks; the sink writes to "
           f"SQLite meanwhile")
     print(_HEADER)
     gc_line = []
@@ -446,9 +452,10 @@ def main() -> None:
                         help="alternating rounds per kind (in memory: twice as many)")
     parser.add_argument("--calls", type=int, default=1, help="calls per round")
     parser.add_argument("--clients", type=int, default=8,
-                        help="clients a side, taken in turn: one pair of client objects "
-                             "measured +-10-25 us apart in A/A runs (where each object's "
-                             "memory lands), a bias that several average out")
+                        help="clients a side, each for a block of consecutive rounds: "
+                             "one pair of client objects measured up to 25 us apart in A/A "
+                             "runs (where each object's memory lands), a bias that several "
+                             "average out")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-sink", action="store_true",
