@@ -8,10 +8,11 @@ is the one the wrapper of the API method registered for the duration of the call
 
 * a sync client sends on the thread that made the call, so the call is found by
   thread id in :data:`SYNC_CALLS` (``_thread.get_ident()``, looked up on every call:
-  gevent's monkey-patching makes it the greenlet's id). A plain dict, where a context
-  variable's ``set`` and ``reset`` (a new context mapping and a token per call, and
-  every context variable's cache invalidated) cost 2-4 us more per call, measured
-  A/B over an in-memory transport, eight clients a side;
+  gevent's monkey-patching makes it the greenlet's id, tests/collector/test_gevent.py).
+  A plain dict, where a context variable's ``set`` and ``reset`` (a new context
+  mapping and a token per call, and every context variable's cache invalidated) cost
+  2.7-6.1 us more per call, measured A/B over an in-memory transport, eight clients
+  a side, three hash seeds;
 * an async client's concurrent calls share one thread, so their calls are found
   through the context variable :data:`CURRENT_CALL` (each asyncio task has its own
   context). A dict by asyncio task instead (``asyncio.current_task()``, with the
