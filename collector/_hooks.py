@@ -4,7 +4,10 @@ The SDK retries by itself (429, 5xx, connection errors), sending each attempt wi
 its HTTP client's ``send``. The collector wraps that ``send`` on the client
 instance: the wrapper counts every attempt (one that never got a response too) and
 keeps the last response's status and headers. The logical call an attempt belongs to
-is the one the wrapper of the API method registered for the duration of the call:
+is the one the wrapper of the API method registered for the duration of the call,
+as a list ``sent``: ``[attempts, last status, last headers, an earlier attempt's
+request id]`` (a list, built in one step: the wrapper builds its :class:`Call` only
+after the call, and none at all for a complete result, see ``PlainCall``):
 
 * a sync client sends on the thread that made the call, so the call is found by
   thread id in :data:`SYNC_CALLS` (``_thread.get_ident()``, looked up on every call:
@@ -36,25 +39,32 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import httpx2
 
-from ._recorder import Call
+from ._recorder import request_id_of
 
-__all__ = ["CURRENT_CALL", "SYNC_CALLS", "calling", "install_hooks"]
+__all__ = ["CURRENT_CALL", "SYNC_CALLS", "Sent", "calling", "install_hooks", "new_sent"]
 
 log = logging.getLogger("spendwatch.collector")
 
-#: The call each thread is making with a sync client, by ``_thread.get_ident()``.
-SYNC_CALLS: dict[int, Call] = {}
-#: The call the current asyncio task (or context) is making with an async client.
-CURRENT_CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
+#: ``[attempts, last status, last headers, an earlier attempt's request id]``
+Sent = list[object]
+#: What each thread's call with a sync client sent, by ``_thread.get_ident()``.
+SYNC_CALLS: dict[int, Sent] = {}
+#: What the current asyncio task's (or context's) call with an async client sent.
+CURRENT_CALL: contextvars.ContextVar[Sent | None] = contextvars.ContextVar(
     "spendwatch_call", default=None)
 
 
+def new_sent() -> Sent:
+    """What a call has sent before its first attempt (the wrappers build it inline)."""
+    return [0, None, None, None]
+
+
 @contextlib.contextmanager
-def calling(call: Call, is_async: bool) -> Iterator[None]:
-    """Make ``call`` the one whose HTTP attempts are counted meanwhile: what the API
-    method wrappers do inline (a frame less per call), for code off the hot path."""
+def calling(sent: Sent, is_async: bool) -> Iterator[None]:
+    """Count the HTTP attempts made meanwhile in ``sent``: what the API method
+    wrappers do inline (a frame less per call), for code off the hot path."""
     if is_async:
-        token = CURRENT_CALL.set(call)
+        token = CURRENT_CALL.set(sent)
         try:
             yield
         finally:
@@ -62,7 +72,7 @@ def calling(call: Call, is_async: bool) -> Iterator[None]:
         return
     me = _thread.get_ident()
     outer = SYNC_CALLS.get(me)
-    SYNC_CALLS[me] = call
+    SYNC_CALLS[me] = sent
     try:
         yield
     finally:
@@ -84,17 +94,17 @@ def _sync_send(http_client: object) -> Callable[..., object]:
                                     lambda _client, request, **kwargs: own(request, **kwargs))
 
     def send(request: httpx2.Request, **kwargs: object) -> object:
-        call = SYNC_CALLS.get(_thread.get_ident())
-        if call is None:
+        sent = SYNC_CALLS.get(_thread.get_ident())
+        if sent is None:
             return plain(ref(), request, **kwargs)
-        call.attempts += 1
+        sent[0] += 1  # type: ignore[operator]
         response = plain(ref(), request, **kwargs)
         try:  # the status, and the headers, read for the request id only when the
             # call ends and neither its result nor its exception carries one (~0.7 us)
-            call.status = response.status_code  # type: ignore[attr-defined]
-            if call.headers is not None:  # a retry: the earlier attempt's id, if any
-                call.take_request_id()
-            call.headers = response.headers  # type: ignore[attr-defined]
+            sent[1] = response.status_code  # type: ignore[attr-defined]
+            if sent[2] is not None:  # a retry: the earlier attempt's id, if any
+                sent[3] = request_id_of(sent[2]) or sent[3]
+            sent[2] = response.headers  # type: ignore[attr-defined]
         except Exception:
             log.exception("spendwatch: could not read an HTTP response")
         return response
@@ -112,16 +122,16 @@ def _async_send(http_client: object) -> Callable[..., Awaitable[object]]:
         else lambda _client, request, **kwargs: own(request, **kwargs))
 
     async def send(request: httpx2.Request, **kwargs: object) -> object:
-        call = CURRENT_CALL.get()
-        if call is None:
+        sent = CURRENT_CALL.get()
+        if sent is None:
             return await plain(ref(), request, **kwargs)
-        call.attempts += 1
+        sent[0] += 1  # type: ignore[operator]
         response = await plain(ref(), request, **kwargs)
         try:  # as in _sync_send (inline in both: a frame less per call)
-            call.status = response.status_code  # type: ignore[attr-defined]
-            if call.headers is not None:
-                call.take_request_id()
-            call.headers = response.headers  # type: ignore[attr-defined]
+            sent[1] = response.status_code  # type: ignore[attr-defined]
+            if sent[2] is not None:
+                sent[3] = request_id_of(sent[2]) or sent[3]
+            sent[2] = response.headers  # type: ignore[attr-defined]
         except Exception:
             log.exception("spendwatch: could not read an HTTP response")
         return response

@@ -8,6 +8,7 @@ import _thread
 import functools
 import inspect
 import logging
+import time
 import weakref
 from collections.abc import Callable
 from typing import TypeVar
@@ -20,10 +21,11 @@ from spendwatch.errors import InstrumentationError
 
 from . import budget_guard
 from ._hooks import CURRENT_CALL, SYNC_CALLS, install_hooks
-from ._recorder import Call, ClientInfo
+from ._recorder import Call, ClientInfo, PlainCall, _perf_ns, request_id_of
 from ._streams import hook_close, observe_stream
-from .tagging import validate_tags
+from .tagging import _TAGS, validate_tags
 from .targets import TARGETS, Target
+from .usage import read_usage
 
 __all__ = ["instrument"]
 
@@ -37,6 +39,8 @@ _STREAMS = (Stream, AsyncStream)
 _BASE_RESPONSE = openai._response.BaseAPIResponse
 _OMIT = openai.omit
 _NOT_GIVEN = (openai.NotGiven, openai.Omit)  # what openai._utils.is_given() rejects
+_time_ns = time.time_ns
+_tuple_new = tuple.__new__
 # _ASK_FOR_USAGE (in both wrappers, inline: a frame less per stream): a chat stream
 # asks for usage on the caller's behalf unless they chose ``stream_options``
 # (``is_given()`` inline: the SDK's stream helpers pass ``stream_options=omit``
@@ -221,6 +225,50 @@ def _finish_on_close(call: Call, result: openai._response.BaseAPIResponse[object
     hook_close(http, finish, call.client.is_async)
 
 
+def _record_failure(target: Target, info: ClientInfo, kwargs: dict[str, object],
+                    start_perf: int, start_ns: int, sent: list[object],
+                    error: BaseException) -> None:
+    try:
+        Call.after(target, info, kwargs, start_perf, start_ns, sent).fail(error)
+    except Exception:
+        log.exception("spendwatch: could not record a failed call")
+
+
+def _record(target: Target, info: ClientInfo, kwargs: dict[str, object], start_perf: int,
+            start_ns: int, end_perf: int, sent: list[object], hide_usage_chunk: bool,
+            result: object) -> None:
+    """Record a call that returned ``result``: a complete SDK result (the common case)
+    as a :class:`PlainCall`, read here and queued as one tuple; anything else (a
+    stream, a raw response, a Responses-API event) through a :class:`Call`."""
+    try:
+        kind = _KINDS.get(type(result))
+        if kind is None:
+            kind = _kind(type(result))
+        fields = (result.__dict__ if kind == _PLAIN
+                  and not getattr(result, "__pydantic_extra__", 1) else None)
+        if fields is not None and fields.get("response") is None:
+            rid = fields.get("_request_id")  # the SDK read it from the last response
+            if not isinstance(rid, str):  # else the last headers', an earlier attempt's
+                rid = (sent[2] is not None and request_id_of(sent[2])) or sent[3]
+            sent[2] = None  # a queued call keeps no object of the SDK's
+            usage = fields.get("usage")
+            info.sink_put(_tuple_new(PlainCall, (  # type: ignore[operator]
+                target, info, info.defaults, kwargs.get("model"), _TAGS.get(), start_perf,
+                start_ns, end_perf, sent, rid, None if usage is None else read_usage(usage),
+                fields.get("model"), fields.get("service_tier"))))
+            return
+        call = Call.after(target, info, kwargs, start_perf, start_ns, sent)
+        call.hide_usage_chunk = hide_usage_chunk
+        if kind == _STREAM:
+            observe_stream(call, result)  # type: ignore[arg-type]
+        elif kind == _PLAIN:
+            call.succeed_plain(result)
+        else:
+            _finish(call, result)
+    except Exception:
+        log.exception("spendwatch: could not record a call")
+
+
 def _wrap(original: Callable[..., object], target: Target,
           info: ClientInfo) -> Callable[..., object]:
     opt_in = target.stream_usage_opt_in  # chat completions: ask streams for usage
@@ -229,33 +277,21 @@ def _wrap(original: Callable[..., object], target: Target,
         async def async_wrapper(*args: object, **kwargs: object) -> object:
             if budget_guard.GUARD is not None:  # enforcement: may swap the model or raise
                 budget_guard.enforce(info, kwargs)
-            try:
-                call = Call(target, info, kwargs)
-                if (opt_in and kwargs.get("stream") is True  # a chat stream: _ASK_FOR_USAGE
-                        and isinstance(kwargs.get("stream_options", _OMIT), _NOT_GIVEN)):
-                    kwargs["stream_options"] = {"include_usage": True}
-                    call.hide_usage_chunk = True
-            except Exception:
-                log.exception("spendwatch: could not start recording a call")
-                return await original(*args, **kwargs)  # type: ignore[misc]
-            token = CURRENT_CALL.set(call)
+            start_perf, start_ns = _perf_ns(), _time_ns()
+            hide = (opt_in and kwargs.get("stream") is True  # a chat stream: _ASK_FOR_USAGE
+                    and isinstance(kwargs.get("stream_options", _OMIT), _NOT_GIVEN))
+            if hide:
+                kwargs["stream_options"] = {"include_usage": True}
+            sent = [0, None, None, None]  # what _hooks counts of the HTTP attempts
+            token = CURRENT_CALL.set(sent)
             try:
                 result = await original(*args, **kwargs)  # type: ignore[misc]
             except BaseException as exc:
                 CURRENT_CALL.reset(token)
-                call.fail(exc)
+                _record_failure(target, info, kwargs, start_perf, start_ns, sent, exc)
                 raise
             CURRENT_CALL.reset(token)
-            try:
-                kind = _KINDS.get(type(result))
-                if kind == _PLAIN:  # _finish's common cases, a frame less
-                    call.succeed_plain(result)
-                elif kind == _STREAM:
-                    observe_stream(call, result)  # type: ignore[arg-type]
-                else:
-                    _finish(call, result)
-            except Exception:
-                log.exception("spendwatch: could not record a call")
+            _record(target, info, kwargs, start_perf, start_ns, _perf_ns(), sent, hide, result)
             return result
 
         setattr(async_wrapper, _MARK, True)
@@ -265,38 +301,26 @@ def _wrap(original: Callable[..., object], target: Target,
     def wrapper(*args: object, **kwargs: object) -> object:
         if budget_guard.GUARD is not None:  # enforcement: may swap the model or raise
             budget_guard.enforce(info, kwargs)
-        try:
-            call = Call(target, info, kwargs)
-            if (opt_in and kwargs.get("stream") is True  # a chat stream: _ASK_FOR_USAGE
-                    and isinstance(kwargs.get("stream_options", _OMIT), _NOT_GIVEN)):
-                kwargs["stream_options"] = {"include_usage": True}
-                call.hide_usage_chunk = True
-        except Exception:
-            log.exception("spendwatch: could not start recording a call")
-            return original(*args, **kwargs)
-        me = _thread.get_ident()  # the call its HTTP attempts count for (_hooks)
+        start_perf, start_ns = _perf_ns(), _time_ns()
+        hide = (opt_in and kwargs.get("stream") is True  # a chat stream: _ASK_FOR_USAGE
+                and isinstance(kwargs.get("stream_options", _OMIT), _NOT_GIVEN))
+        if hide:
+            kwargs["stream_options"] = {"include_usage": True}
+        sent = [0, None, None, None]  # what _hooks counts of the HTTP attempts
+        me = _thread.get_ident()  # whose attempts these are (_hooks)
         outer = SYNC_CALLS.get(me)
-        SYNC_CALLS[me] = call
+        SYNC_CALLS[me] = sent
         try:
             result = original(*args, **kwargs)
         except BaseException as exc:
-            call.fail(exc)
+            _record_failure(target, info, kwargs, start_perf, start_ns, sent, exc)
             raise
         finally:
             if outer is None:
                 del SYNC_CALLS[me]
             else:
                 SYNC_CALLS[me] = outer
-        try:
-            kind = _KINDS.get(type(result))
-            if kind == _PLAIN:  # _finish's common cases, a frame less
-                call.succeed_plain(result)
-            elif kind == _STREAM:
-                observe_stream(call, result)  # type: ignore[arg-type]
-            else:
-                _finish(call, result)
-        except Exception:
-            log.exception("spendwatch: could not record a call")
+        _record(target, info, kwargs, start_perf, start_ns, _perf_ns(), sent, hide, result)
         return result
 
     setattr(wrapper, _MARK, True)

@@ -46,3 +46,39 @@ def test_a_recorded_call_keeps_no_sdk_object() -> None:
     assert not [o for o in kept if isinstance(o, pydantic.BaseModel)], kept
     assert all(type(o) is not dict or o is call.tags for o in kept), kept
     assert call.event_values()[10:17] == (20, 5, 2, 10, 4, 1, 0)  # counts read already
+
+
+def test_a_plain_call_is_queued_as_one_tuple_holding_no_sdk_object(fake_openai) -> None:
+    # Through the real SDK and wrapper: a complete result is queued as a PlainCall
+    # (a tuple of counts and strings and the list of what was sent, emptied of the
+    # response's headers); its event is built later, once, with one id.
+    from openai import OpenAI
+
+    import collector
+    from collector._recorder import PlainCall
+
+    client = collector.instrument(OpenAI(base_url=fake_openai.base_url, api_key="x"),
+                                  team="t")
+    queued: list[object] = []
+    client.__dict__["_spendwatch"].sink_put = queued.append
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user",
+                                                              "content": "hi"}])
+    [item] = queued
+    assert type(item) is PlainCall
+    from collector.usage import Usage
+
+    shared = (item[0], item[1], item[2], item[4])  # target, client, its defaults, tags
+    sent = item[8]
+    kept = [o for o in item if gc.is_tracked(o) and not any(o is x for x in shared)]
+    assert [type(o) for o in kept] == [list, Usage], kept  # the sent list, the counts
+    assert sent == [1, 200, None, None]  # attempts, status; the headers let go of
+    assert not [o for o in gc.get_referents(*kept) if gc.is_tracked(o)
+                and not isinstance(o, type)]
+    values = item.event_values()
+    assert values is item.event_values() and item.to_event().id == values[0]
+    assert values[10:17] == (20, 5, 2, 10, 4, 1, 0)  # the counts, read on the caller's
+    assert values[4:7] == ("gpt-4o", "gpt-4o", "default")  # requested, answered, tier
+    event = item.to_event()
+    assert (event.streamed, event.team, event.attempts, event.status_code) == (
+        False, "t", 1, 200)
+    assert event.request_id and event.latency_ms > 0

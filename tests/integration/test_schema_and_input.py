@@ -140,16 +140,25 @@ def test_queue_full_drops_and_counts(fake_openai, tmp_path):
 
 
 def test_recording_bug_is_logged_not_raised(fake_openai, recording, monkeypatch, caplog):
+    import sys
+
     from collector import _recorder
 
     def broken(*args, **kwargs):
         raise RuntimeError("recorder bug")
 
-    monkeypatch.setattr(_recorder.Call, "succeed_plain", broken)
+    # A complete result is read in the wrapper's module (collector.instrument, whose
+    # name the package's instrument() function shadows); anything else by a Call.
+    monkeypatch.setattr(sys.modules["collector.instrument"], "read_usage", broken)
     client = collector.instrument(OpenAI(base_url=fake_openai.base_url, api_key="t"))
     result = client.embeddings.create(model="e", input="x")
     assert result.usage.prompt_tokens == 8  # the caller got its answer
-    assert "could not record a call" in caplog.text
+    assert caplog.text.count("could not record a call") == 1
+    monkeypatch.setattr(_recorder.Call, "after", broken)
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True))
+    assert chunks and chunks[0].choices  # the stream reached the caller whole
+    assert caplog.text.count("could not record a call") == 2
 
 
 def run_cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
