@@ -41,7 +41,7 @@ _OMIT = openai.omit
 _NOT_GIVEN = (openai.NotGiven, openai.Omit)  # what openai._utils.is_given() rejects
 _time_ns = time.time_ns
 _tuple_new = tuple.__new__
-# _ASK_FOR_USAGE (in both wrappers, inline: a frame less per stream): a chat stream
+# _ASK_FOR_USAGE (in _prepare): a chat stream
 # asks for usage on the caller's behalf unless they chose ``stream_options``
 # (``is_given()`` inline: the SDK's stream helpers pass ``stream_options=omit``
 # explicitly); the extra usage-only chunk is then hidden from them
@@ -225,6 +225,20 @@ def _finish_on_close(call: Call, result: openai._response.BaseAPIResponse[object
     hook_close(http, finish, call.client.is_async)
 
 
+def _prepare(info: ClientInfo, opt_in: bool, kwargs: dict[str, object]) -> bool:
+    """Before a call, when budget enforcement is on or a stream is asked for (the
+    wrappers skip the frame otherwise): enforce the budgets (may swap the model or
+    raise), and ask a chat stream for its usage on the caller's behalf
+    (_ASK_FOR_USAGE). Whether the usage-only chunk is the collector's to hide."""
+    if budget_guard.GUARD is not None:
+        budget_guard.enforce(info, kwargs)
+    if (opt_in and kwargs.get("stream") is True
+            and isinstance(kwargs.get("stream_options", _OMIT), _NOT_GIVEN)):
+        kwargs["stream_options"] = {"include_usage": True}
+        return True
+    return False
+
+
 def _record_failure(target: Target, info: ClientInfo, kwargs: dict[str, object],
                     start_perf: int, start_ns: int, sent: list[object],
                     error: BaseException) -> None:
@@ -275,13 +289,9 @@ def _wrap(original: Callable[..., object], target: Target,
     if info.is_async or inspect.iscoroutinefunction(original):
         @functools.wraps(original)
         async def async_wrapper(*args: object, **kwargs: object) -> object:
-            if budget_guard.GUARD is not None:  # enforcement: may swap the model or raise
-                budget_guard.enforce(info, kwargs)
+            hide = ((budget_guard.GUARD is not None or kwargs.get("stream") is True)
+                    and _prepare(info, opt_in, kwargs))
             start_perf, start_ns = _perf_ns(), _time_ns()
-            hide = (opt_in and kwargs.get("stream") is True  # a chat stream: _ASK_FOR_USAGE
-                    and isinstance(kwargs.get("stream_options", _OMIT), _NOT_GIVEN))
-            if hide:
-                kwargs["stream_options"] = {"include_usage": True}
             sent = [0, None, None, None]  # what _hooks counts of the HTTP attempts
             token = CURRENT_CALL.set(sent)
             try:
@@ -299,13 +309,9 @@ def _wrap(original: Callable[..., object], target: Target,
 
     @functools.wraps(original)
     def wrapper(*args: object, **kwargs: object) -> object:
-        if budget_guard.GUARD is not None:  # enforcement: may swap the model or raise
-            budget_guard.enforce(info, kwargs)
+        hide = ((budget_guard.GUARD is not None or kwargs.get("stream") is True)
+                and _prepare(info, opt_in, kwargs))
         start_perf, start_ns = _perf_ns(), _time_ns()
-        hide = (opt_in and kwargs.get("stream") is True  # a chat stream: _ASK_FOR_USAGE
-                and isinstance(kwargs.get("stream_options", _OMIT), _NOT_GIVEN))
-        if hide:
-            kwargs["stream_options"] = {"include_usage": True}
         sent = [0, None, None, None]  # what _hooks counts of the HTTP attempts
         me = _thread.get_ident()  # whose attempts these are (_hooks)
         outer = SYNC_CALLS.get(me)
