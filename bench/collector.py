@@ -83,9 +83,9 @@ def _compare(bare: list[Round], inst: list[Round], rounds: int, calls: int) -> _
     blocks of consecutive rounds: block ``b`` goes through client ``b`` of each side.
     Within a block an application's one client is imitated (taking the clients in
     turn round by round made every call colder: +22-26 us for a sync call against
-    +7 us with one client); over the blocks, the bias of where each client object's
-    memory landed averages out (one pair of objects measured up to 25 us apart in A/A
-    runs)."""
+    +20 us in blocks, same code and day); over the blocks, the bias of where each
+    client object's memory landed averages out (one pair of objects measured up to
+    25 us apart in A/A runs)."""
     res = _Result(_Side(), _Side())
     for r in range(rounds):
         b = r * len(bare) // rounds

@@ -160,7 +160,7 @@ def _wrap_copy(client: OpenAI | AsyncOpenAI, info: ClientInfo) -> None:
     client.__dict__["with_options"] = copy
 
 
-#: What ``_finish`` does with a result, by its exact type (looked up once per type:
+#: What ``_record`` does with a result, by its exact type (looked up once per type:
 #: three ``isinstance`` checks after every call cost ~1 us with cold CPU caches).
 _PLAIN, _STREAM, _LEGACY, _ON_CLOSE = range(4)
 _KINDS: dict[type, int] = {}
@@ -180,26 +180,15 @@ def _kind(result_type: type) -> int:
     return kind
 
 
-def _finish(call: Call, result: object) -> None:
-    """Record a call that returned ``result`` (streams: once they end)."""
-    kind = _KINDS.get(type(result))
-    if kind is None:
-        kind = _kind(type(result))
-    if kind == _PLAIN:
-        call.succeed_plain(result)
-    elif kind == _STREAM:
-        observe_stream(call, result)  # type: ignore[arg-type]
-    elif kind == _LEGACY:
-        # with_raw_response: parse() is cached on the response, so the caller's own
-        # parse() gets this very object (and the very instrumented stream).
-        parsed = result.parse()  # type: ignore[attr-defined]
-        if isinstance(parsed, _STREAMS):
-            observe_stream(call, parsed)
-        else:
-            call.request_id = call.request_id or result.request_id  # type: ignore[attr-defined]
-            call.succeed_plain(parsed)
+def _finish_legacy(call: Call, result: LegacyAPIResponse[object]) -> None:
+    """with_raw_response: parse() is cached on the response, so the caller's own
+    parse() gets this very object (and the very instrumented stream)."""
+    parsed = result.parse()
+    if isinstance(parsed, _STREAMS):
+        observe_stream(call, parsed)
     else:
-        _finish_on_close(call, result)  # type: ignore[arg-type]
+        call.request_id = call.request_id or result.request_id
+        call.succeed_plain(parsed)
 
 
 def _finish_on_close(call: Call, result: openai._response.BaseAPIResponse[object]) -> None:
@@ -277,8 +266,10 @@ def _record(target: Target, info: ClientInfo, kwargs: dict[str, object], start_p
             observe_stream(call, result)  # type: ignore[arg-type]
         elif kind == _PLAIN:
             call.succeed_plain(result)
+        elif kind == _LEGACY:
+            _finish_legacy(call, result)  # type: ignore[arg-type]
         else:
-            _finish(call, result)
+            _finish_on_close(call, result)  # type: ignore[arg-type]
     except Exception:
         log.exception("spendwatch: could not record a call")
 
