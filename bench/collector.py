@@ -265,25 +265,8 @@ def _gc_runs() -> Iterator[list[int]]:
 def bench_in_memory(rounds: int, calls: int, k: int) -> None:
     """The real SDK over an in-memory httpx transport: no sockets, no server, so the
     difference that instrument() makes is far above the noise."""
-    import json
-
-    import httpx2
-
     import collector
-    from spendwatch.fake_openai import CHAT_USAGE
-
-    body = json.dumps({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
-                       "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                           "role": "assistant", "content": "hi"}}],
-                       "usage": CHAT_USAGE}).encode()
-
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, content=body, headers={
-            "content-type": "application/json", "x-request-id": "req_1"})
-
-    def make() -> OpenAI:
-        return OpenAI(base_url="http://api.invalid/v1", api_key="x",
-                      http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+    from bench._memory import memory_client as make
 
     bare, bare2 = [make() for _ in range(k)], [make() for _ in range(k)]
     inst = [collector.instrument(make()) for _ in range(k)]

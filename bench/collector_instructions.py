@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
 import re
 import shutil
@@ -61,33 +60,17 @@ class Counts:
 def _child(variant: str, n: int) -> None:
     """Make ``n`` calls after the warm-up with one variant's client, then exit at once
     (no interpreter teardown in the counts)."""
-    import httpx2
-    from openai import AsyncOpenAI, OpenAI
-
     import collector
-    from spendwatch.fake_openai import CHAT_USAGE
+    from bench._memory import memory_async_client, memory_client
 
     tmp = tempfile.mkdtemp()
     # The writer never wakes during the count: its work is not the caller's.
     collector.configure(database_url=f"sqlite:///{tmp}/b.db", spool_dir=f"{tmp}/spool",
                         flush_interval=3600, batch_size=10**9, queue_size=10**9)
-    body = json.dumps({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
-                       "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                           "role": "assistant", "content": "hi"}}],
-                       "usage": CHAT_USAGE}).encode()
-    headers = {"content-type": "application/json", "x-request-id": "req_1"}
-
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, content=body, headers=headers)
-
-    async def ahandler(request: httpx2.Request) -> httpx2.Response:
-        return handler(request)
-
     kind, side = variant.split()
     msg = [{"role": "user", "content": "hi"}]
     if kind == "sync":
-        client = OpenAI(base_url="http://api.invalid/v1", api_key="x",
-                        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+        client = memory_client()
         if side == "instrumented":
             collector.instrument(client)
         create = client.chat.completions.create
@@ -98,9 +81,7 @@ def _child(variant: str, n: int) -> None:
         for _ in range(n):
             create(model="m", messages=msg)
     else:
-        aclient = AsyncOpenAI(base_url="http://api.invalid/v1", api_key="x",
-                              http_client=httpx2.AsyncClient(
-                                  transport=httpx2.MockTransport(ahandler)))
+        aclient = memory_async_client()
         if side == "instrumented":
             collector.instrument(aclient)
         acreate = aclient.chat.completions.create
