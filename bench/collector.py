@@ -10,12 +10,17 @@
    it: the caller thread's CPU time per call (``thread_time_ns`` around each round),
    i.e. our added cost without the network's noise, and the sink writer thread's CPU
    per event (it runs beside the caller, and takes the GIL from it only while the
-   caller computes). An A/A line (two bare clients) gives the noise floor;
+   caller computes). An A/A line (two bare clients) gives the noise floor. The
+   caller's thread and the server each get a core of their own (``--no-pin``: where
+   the scheduler puts them), as a real API's server is on another machine: on this
+   2-core machine the server otherwise sometimes runs on the caller's core, between
+   its calls, and evicts its caches;
 2. the same over an in-memory transport (no sockets), and the recorder alone;
 3. the sink's events/s into SQLite and PostgreSQL beside the raw driver baseline
    measured in the same run (sqlite3 ``executemany``; psycopg binary ``COPY``).
 
     python -m bench.collector [--rounds 3000] [--calls 1] [--events 100000] [--no-sink]
+                              [--no-pin]
 """
 
 from __future__ import annotations
@@ -135,17 +140,48 @@ def _row(kind: str, res: _Result) -> str:
 
 
 @contextlib.contextmanager
-def _server_process() -> Iterator[str]:
+def _server_process(cpu: int | None = None) -> Iterator[str]:
     """The fake API in its own process, as a real API is remote: a server in this
-    process would compete with the client and the sink for one GIL."""
+    process would compete with the client and the sink for one GIL. ``cpu``: the one
+    core it may run on."""
     proc = subprocess.Popen([sys.executable, "-m", "spendwatch.fake_openai"],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True,
+                            preexec_fn=None if cpu is None
+                            else lambda: os.sched_setaffinity(0, {cpu}))
     try:
         assert proc.stdout is not None
         yield proc.stdout.readline().strip()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def _this_thread_on(cpu: int | None) -> Iterator[None]:
+    """Run the calling thread on core ``cpu`` meanwhile (Linux: affinity is per
+    thread, so the sink's writer, started before, stays free to run anywhere)."""
+    if cpu is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def _placement(caller: int | None, server: int | None) -> str:
+    if caller is None:
+        return "caller and server wherever the scheduler puts them"
+    return (f"caller's thread on core {caller}, server on core {server}, the sink's "
+            f"writer on either")
+
+
+def _cores(pin: bool) -> tuple[int | None, int | None]:
+    """(the caller's core, the server's core) when pinning and there are two."""
+    cores = sorted(os.sched_getaffinity(0)) if pin else []
+    return (cores[0], cores[-1]) if len(cores) >= 2 else (None, None)
 
 
 def _sync_round(client: OpenAI, calls: int, **kwargs: object) -> Round:
@@ -183,13 +219,14 @@ def _async_round(client: AsyncOpenAI, calls: int, loop: asyncio.AbstractEventLoo
     return run
 
 
-def bench_calls(rounds: int, calls: int, k: int) -> None:
+def bench_calls(rounds: int, calls: int, k: int, pin: bool = True) -> None:
     import collector
 
     tmp = tempfile.mkdtemp()
     collector.configure(database_url=f"sqlite:///{tmp}/bench.db", spool_dir=f"{tmp}/spool")
     load = os.getloadavg()
-    with _server_process() as base_url:
+    caller_cpu, server_cpu = _cores(pin)
+    with _server_process(server_cpu) as base_url:
         def clients(n: int, cls: type[OpenAI] | type[AsyncOpenAI] = OpenAI,
                     instrumented: bool = False) -> list:
             made = [cls(base_url=base_url, api_key="x") for _ in range(n)]
@@ -206,7 +243,8 @@ def bench_calls(rounds: int, calls: int, k: int) -> None:
 
         print(f"\n1. added per call: {rounds} alternating rounds of {calls} calls per "
               f"variant, in {k} blocks with fresh clients; local server in its own "
-              f"process\n   (target <= 15 us, a bare call taking ~1,200 us: 1.25 %)")
+              f"process\n   ({_placement(caller_cpu, server_cpu)})\n"
+              f"   (target <= 15 us, a bare call taking ~1,200 us: 1.25 %)")
         print("   wall: median of every call's time (us); CPU: the caller thread's CPU per\n"
               "   call (us, median of rounds); paired: median of the per-round differences\n"
               "   of CPU, and that as % of a bare call's wall time; writer: the sink thread's CPU\n"
@@ -217,17 +255,18 @@ def bench_calls(rounds: int, calls: int, k: int) -> None:
         def sync(side: list[OpenAI], **kwargs: object) -> list[Round]:
             return [_sync_round(c, calls, **kwargs) for c in side]
 
-        for kind, b, i in (
-                ("A/A", sync(bare), sync(bare2)),
-                ("sync", sync(bare), sync(inst)),
-                ("async", [_async_round(c, calls, loop) for c in abare],
-                 [_async_round(c, calls, loop) for c in ainst]),
-                ("streaming", sync(bare, stream=True, **usage), sync(inst, stream=True)),
-                ("stream*", sync(bare, stream=True), sync(inst, stream=True)),
-                ("stream+", sync(bare, stream=True, **usage),
-                 sync(inst, stream=True, **usage))):
-            print(_row(kind, _with_writer(lambda b=b, i=i: _compare(b, i, rounds, calls))),
-                  flush=True)
+        with _this_thread_on(caller_cpu):
+            for kind, b, i in (
+                    ("A/A", sync(bare), sync(bare2)),
+                    ("sync", sync(bare), sync(inst)),
+                    ("async", [_async_round(c, calls, loop) for c in abare],
+                     [_async_round(c, calls, loop) for c in ainst]),
+                    ("streaming", sync(bare, stream=True, **usage), sync(inst, stream=True)),
+                    ("stream*", sync(bare, stream=True), sync(inst, stream=True)),
+                    ("stream+", sync(bare, stream=True, **usage),
+                     sync(inst, stream=True, **usage))):
+                print(_row(kind, _with_writer(
+                    lambda b=b, i=i: _compare(b, i, rounds, calls))), flush=True)
         loop.close()
         print("   A/A: bare clients on both sides, i.e. the noise floor of this comparison.\n"
               "   streaming: the bare client asks for usage too (include_usage), as the\n"
@@ -442,10 +481,14 @@ def main() -> None:
                              "average out")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-pin", action="store_true",
+                        help="let the scheduler place the caller and the local server "
+                             "(by default each has a core of its own, as a real API's "
+                             "server is on another machine)")
     parser.add_argument("--no-sink", action="store_true",
                         help="only the per-call parts (1 and 2), not the sink throughput")
     args = parser.parse_args()
-    bench_calls(args.rounds, args.calls, args.clients)
+    bench_calls(args.rounds, args.calls, args.clients, pin=not args.no_pin)
     if not args.no_sink:
         bench_sink(args.events, args.repeats)
 
