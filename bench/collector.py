@@ -152,10 +152,9 @@ def _server_process(cpu: int | None = None) -> Iterator[str]:
     """The fake API in its own process, as a real API is remote: a server in this
     process would compete with the client and the sink for one GIL. ``cpu``: the one
     core it may run on."""
-    proc = subprocess.Popen([sys.executable, "-m", "spendwatch.fake_openai"],
-                            stdout=subprocess.PIPE, text=True,
-                            preexec_fn=None if cpu is None
-                            else lambda: os.sched_setaffinity(0, {cpu}))
+    with _this_thread_on(cpu):  # the child inherits this thread's affinity
+        proc = subprocess.Popen([sys.executable, "-m", "spendwatch.fake_openai"],
+                                stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         yield proc.stdout.readline().strip()
