@@ -19,7 +19,7 @@ two runs divided by ``--calls``, so start-up and imports cancel out. The baselin
 the bare client, counted in the same run. Simulated caches: 32 KiB L1i and L1d, a 1
 MiB last level (this machine's L2 per core; the shared L3 is other tenants' too).
 
-    python -m bench.collector_instructions [--calls 500]
+    python -m bench.collector_instructions [--calls 500] [--seeds 0,1,2]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import gc
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,8 +101,8 @@ def _child(variant: str, n: int) -> None:
     os._exit(0)
 
 
-def _count(variant: str, n: int) -> Counts:
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+def _count(variant: str, n: int, seed: int) -> Counts:
+    env = {**os.environ, "PYTHONHASHSEED": str(seed)}
     cmd = ["setarch", os.uname().machine, "-R", "valgrind", "--tool=cachegrind",
            "--cache-sim=yes", *_CACHES, "--cachegrind-out-file=/dev/null",
            sys.executable, "-m", "bench.collector_instructions", "--child", variant, str(n)]
@@ -114,10 +115,16 @@ def _count(variant: str, n: int) -> Counts:
     return Counts(*(int(m.group(1).replace(",", "")) for m in found if m))
 
 
-def _per_call(variant: str, calls: int) -> Counts:
+def _per_call(variant: str, calls: int, seed: int) -> Counts:
     with ThreadPoolExecutor(2) as pool:  # the two runs of a variant side by side
-        short, long = pool.map(lambda n: _count(variant, n), (_BASE, _BASE + calls))
+        short, long = pool.map(lambda n: _count(variant, n, seed), (_BASE, _BASE + calls))
     return (long - short).per(calls)
+
+
+def _median(counts: list[Counts]) -> Counts:
+    """Field by field: a hash seed moves where objects land, and the counts with it."""
+    return Counts(*(statistics.median_low(getattr(c, f) for c in counts)
+                    for f in ("ir", "i1", "d1", "ll")))
 
 
 def main() -> None:
@@ -125,6 +132,9 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=500,
                         help="calls counted per variant (beyond the shorter run's)")
+    parser.add_argument("--seeds", default="0",
+                        help="hash seeds, comma-separated: each moves where objects land "
+                             "(by up to ~8k instructions per call); the median is printed")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -137,18 +147,23 @@ def main() -> None:
     print(f"what instrument() adds per chat.completions.create call, counted by "
           f"cachegrind over {args.calls} calls a variant (in-memory transport; "
           f"takes a few minutes)", flush=True)
-    counts = {}
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    counts: dict[str, list[Counts]] = {}
     for variant in VARIANTS:
-        counts[variant] = _per_call(variant, args.calls)
+        counts[variant] = [_per_call(variant, args.calls, seed) for seed in seeds]
         print(f"   counted {variant}", flush=True)
     print(f"   {'kind':<8}{'':>12}{'instructions':>14}{'I1 misses':>11}{'D1 misses':>11}"
-          f"{'LL misses':>11}")
+          f"{'LL misses':>11}   (medians over hash seeds {args.seeds})")
     for kind in ("sync", "async"):
-        bare, inst = counts[f"{kind} bare"], counts[f"{kind} instrumented"]
-        added = inst - bare
+        bares, insts = counts[f"{kind} bare"], counts[f"{kind} instrumented"]
+        each = [i - b for b, i in zip(bares, insts, strict=True)]
+        bare, added = _median(bares), _median(each)
         print(f"   {kind:<8}{'bare':>12}{bare.ir:>14,}{bare.i1:>11,}{bare.d1:>11,}{bare.ll:>11,}")
         print(f"   {'':<8}{'added':>12}{added.ir:>+14,}{added.i1:>+11,}{added.d1:>+11,}"
               f"{added.ll:>+11,}   ({added.ir / bare.ir:+.2%} of the instructions)")
+        if len(seeds) > 1:
+            print(f"   {'':<8}{'by seed':>12}  "
+                  f"{' / '.join(f'{c.ir:+,}' for c in each)} instructions")
 
 
 if __name__ == "__main__":
